@@ -1,0 +1,255 @@
+//! The command line of `switchboard` (DESIGN §2).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about = "Switchboard operator CLI")]
+pub struct Cli {
+    /// Control plane gRPC address.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub control_plane: String,
+    /// Admin token, sent as `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Projects (tenants).
+    #[command(subcommand)]
+    Projects(Projects),
+    /// Customers of a project.
+    #[command(subcommand)]
+    Customers(Customers),
+    /// WhatsApp business numbers.
+    #[command(subcommand)]
+    Numbers(Numbers),
+    /// Workflows.
+    #[command(subcommand)]
+    Workflows(Workflows),
+    /// Triggers: when a workflow starts.
+    #[command(subcommand)]
+    Triggers(Triggers),
+    /// API keys of a project.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeys),
+    /// Data-plane nodes.
+    #[command(subcommand)]
+    Nodes(Nodes),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(Audit),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Projects {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Customers {
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Numbers {
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        customer: Option<String>,
+        /// Meta's phone_number_id.
+        #[arg(long)]
+        phone_number_id: String,
+        /// E.164 display number, e.g. +15550000000.
+        #[arg(long)]
+        display_phone_number: String,
+        /// Make it the project's default number.
+        #[arg(long)]
+        default: bool,
+        /// Graph API access token (write-only; never shown again).
+        #[arg(long, env = "SWITCHBOARD_NUMBER_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    Delete {
+        /// The number's whatsapp_config_id.
+        config_id: i64,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum WorkflowStatus {
+    Active,
+    Draft,
+}
+
+impl WorkflowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Draft => "draft",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Workflows {
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = WorkflowStatus::Draft)]
+        status: WorkflowStatus,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    SetStatus {
+        workflow: String,
+        #[arg(value_enum)]
+        status: WorkflowStatus,
+    },
+    Delete {
+        workflow: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+#[value(rename_all = "snake_case")]
+pub enum TriggerType {
+    InboundMessage,
+    WhatsappEvent,
+    ApiCall,
+}
+
+impl TriggerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InboundMessage => "inbound_message",
+            Self::WhatsappEvent => "whatsapp_event",
+            Self::ApiCall => "api_call",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Triggers {
+    Create(CreateTrigger),
+    List {
+        #[arg(long, conflicts_with = "project")]
+        workflow: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    Get {
+        trigger: String,
+    },
+    Activate {
+        trigger: String,
+    },
+    Deactivate {
+        trigger: String,
+    },
+    Delete {
+        trigger: String,
+    },
+    /// Replace every trigger of a workflow with those in a JSON file, all or nothing.
+    Replace {
+        #[arg(long)]
+        workflow: String,
+        /// JSON array of `{"type", "phone_number_id"?, "event"?, "active"?}`.
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateTrigger {
+    #[arg(long)]
+    pub workflow: String,
+    #[arg(long = "type", value_enum)]
+    pub trigger_type: TriggerType,
+    /// Event type of a whatsapp_event trigger, e.g. whatsapp.message.received.
+    #[arg(long)]
+    pub event: Option<String>,
+    #[arg(long)]
+    pub phone_number_id: Option<String>,
+    /// Create the trigger inactive.
+    #[arg(long)]
+    pub inactive: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeys {
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// Executions per second per workflow for this key.
+        #[arg(long)]
+        burst_limit: Option<u32>,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    Revoke {
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Nodes {
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Audit {
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}

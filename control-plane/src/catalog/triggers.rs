@@ -1,0 +1,384 @@
+//! Triggers and the uniqueness rules of DESIGN §3:
+//! - at most one active `inbound_message` trigger per number;
+//! - at most one active `whatsapp_event` trigger per (event type, number), where a trigger
+//!   without a number covers every number of its project;
+//! - at most one `api_call` trigger per workflow.
+//!
+//! Checks run inside the catalog write lock (see `catalog` module docs), so they hold under
+//! concurrency; partial unique indexes in the schema back them.
+
+use super::{Actor, Catalog, Change, Error, Result, Routing, new_id, now, validate};
+use crate::db::{trigger, whatsapp_config, workflow};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    ModelTrait, QueryFilter, QueryOrder, Set,
+};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Trigger types; the strings are also `system.trigger_type`.
+pub const TRIGGER_TYPES: [&str; 3] = ["inbound_message", "whatsapp_event", "api_call"];
+
+/// Event types a `whatsapp_event` trigger can observe.
+pub const EVENT_TYPES: [&str; 7] = [
+    "whatsapp.message.received",
+    "whatsapp.message.sent",
+    "whatsapp.message.delivered",
+    "whatsapp.message.read",
+    "whatsapp.message.failed",
+    "whatsapp.conversation.created",
+    "whatsapp.conversation.ended",
+];
+
+/// What a trigger should be (create and replace-all).
+#[derive(Clone, Debug, Default)]
+pub struct TriggerSpec {
+    pub trigger_type: String,
+    pub phone_number_id: Option<String>,
+    pub event_type: Option<String>,
+    pub active: bool,
+}
+
+/// A trigger with the Meta id of its number, as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerView {
+    #[serde(flatten)]
+    pub trigger: trigger::Model,
+    pub phone_number_id: Option<String>,
+}
+
+/// Which triggers to list.
+#[derive(Clone, Debug)]
+pub enum TriggerFilter {
+    All,
+    Workflow(String),
+    Project(String),
+}
+
+impl Catalog {
+    pub async fn create_trigger(
+        &self,
+        actor: &Actor,
+        workflow_id: &str,
+        spec: &TriggerSpec,
+    ) -> Result<TriggerView> {
+        let write = self.write(Routing::Changes).await?;
+        let workflow = self
+            .workflow(&write.txn, "workflow_id", workflow_id)
+            .await?;
+        let view = self.insert_trigger(&write.txn, &workflow, spec, "").await?;
+        let change = Change::of(
+            "trigger.create",
+            "trigger",
+            &view.trigger.id,
+            Some(&workflow.project_id),
+            None::<&()>,
+            Some(&view),
+        );
+        write.commit(actor, change).await?;
+        Ok(view)
+    }
+
+    pub async fn get_trigger(&self, trigger_id: &str) -> Result<TriggerView> {
+        let model = self.trigger(&self.db, trigger_id).await?;
+        Ok(self.views(&self.db, vec![model]).await?.remove(0))
+    }
+
+    pub async fn list_triggers(&self, filter: TriggerFilter) -> Result<Vec<TriggerView>> {
+        let query = match filter {
+            TriggerFilter::All => trigger::Entity::find(),
+            TriggerFilter::Workflow(id) => {
+                let workflow = self.workflow(&self.db, "workflow_id", &id).await?;
+                trigger::Entity::find().filter(trigger::Column::WorkflowId.eq(workflow.id))
+            }
+            TriggerFilter::Project(id) => {
+                let project = self.project(&self.db, "project_id", &id).await?;
+                trigger::Entity::find().filter(trigger::Column::ProjectId.eq(project.id))
+            }
+        };
+        let models = query
+            .order_by_asc(trigger::Column::Id)
+            .all(&self.db)
+            .await?;
+        self.views(&self.db, models).await
+    }
+
+    /// Activates or deactivates a trigger; a no-op leaves the routing version alone.
+    pub async fn set_trigger_active(
+        &self,
+        actor: &Actor,
+        trigger_id: &str,
+        active: bool,
+    ) -> Result<TriggerView> {
+        let write = self.write(Routing::Changes).await?;
+        let before = self.trigger(&write.txn, trigger_id).await?;
+        if before.active == active {
+            return Ok(self.views(&write.txn, vec![before]).await?.remove(0));
+        }
+        let mut candidate = before.clone();
+        candidate.active = active;
+        ensure_no_conflict(&write.txn, &candidate).await?;
+        let mut model = before.clone().into_active_model();
+        model.active = Set(active);
+        model.updated_at = Set(now());
+        let after = model.update(&write.txn).await?;
+        let mut views = self.views(&write.txn, vec![before, after]).await?;
+        let (after, before) = (views.remove(1), views.remove(0));
+        let action = if active {
+            "trigger.activate"
+        } else {
+            "trigger.deactivate"
+        };
+        let change = Change::of(
+            action,
+            "trigger",
+            &after.trigger.id,
+            Some(&after.trigger.project_id),
+            Some(&before),
+            Some(&after),
+        );
+        write.commit(actor, change).await?;
+        Ok(after)
+    }
+
+    pub async fn delete_trigger(&self, actor: &Actor, trigger_id: &str) -> Result<()> {
+        let write = self.write(Routing::Changes).await?;
+        let model = self.trigger(&write.txn, trigger_id).await?;
+        let before = self.views(&write.txn, vec![model.clone()]).await?.remove(0);
+        model.delete(&write.txn).await?;
+        let change = Change::of(
+            "trigger.delete",
+            "trigger",
+            &before.trigger.id,
+            Some(&before.trigger.project_id),
+            Some(&before),
+            None::<&()>,
+        );
+        write.commit(actor, change).await
+    }
+
+    /// Replaces every trigger of a workflow with `specs` in one transaction: when any spec
+    /// is invalid or conflicts, nothing changes.
+    pub async fn replace_triggers(
+        &self,
+        actor: &Actor,
+        workflow_id: &str,
+        specs: &[TriggerSpec],
+    ) -> Result<Vec<TriggerView>> {
+        let write = self.write(Routing::Changes).await?;
+        let workflow = self
+            .workflow(&write.txn, "workflow_id", workflow_id)
+            .await?;
+        let old = trigger::Entity::find()
+            .filter(trigger::Column::WorkflowId.eq(workflow.id.as_str()))
+            .order_by_asc(trigger::Column::Id)
+            .all(&write.txn)
+            .await?;
+        let before = self.views(&write.txn, old).await?;
+        trigger::Entity::delete_many()
+            .filter(trigger::Column::WorkflowId.eq(workflow.id.as_str()))
+            .exec(&write.txn)
+            .await?;
+        let mut after = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let prefix = format!("triggers[{i}].");
+            after.push(
+                self.insert_trigger(&write.txn, &workflow, spec, &prefix)
+                    .await?,
+            );
+        }
+        let change = Change::of(
+            "trigger.replace_all",
+            "workflow",
+            &workflow.id,
+            Some(&workflow.project_id),
+            Some(&before),
+            Some(&after),
+        );
+        write.commit(actor, change).await?;
+        Ok(after)
+    }
+
+    /// Validates `spec` against `workflow`, checks uniqueness and inserts the trigger.
+    /// `field_prefix` places error fields inside a batch (`triggers[2].`).
+    async fn insert_trigger(
+        &self,
+        conn: &impl ConnectionTrait,
+        workflow: &workflow::Model,
+        spec: &TriggerSpec,
+        field_prefix: &str,
+    ) -> Result<TriggerView> {
+        let field = |name: &str| format!("{field_prefix}{name}");
+        let kind = spec.trigger_type.trim();
+        if !TRIGGER_TYPES.contains(&kind) {
+            return Err(Error::invalid(
+                field("type"),
+                format!(
+                    "{kind:?} is not a trigger type ({})",
+                    TRIGGER_TYPES.join(", ")
+                ),
+            ));
+        }
+        let event_type = spec.event_type.as_deref().map(str::trim);
+        let phone_number_id = spec.phone_number_id.as_deref().map(str::trim);
+        match (kind, event_type) {
+            ("whatsapp_event", None) => {
+                return Err(Error::invalid(
+                    field("event_type"),
+                    "required for whatsapp_event triggers",
+                ));
+            }
+            ("whatsapp_event", Some(event)) if !EVENT_TYPES.contains(&event) => {
+                return Err(Error::invalid(
+                    field("event_type"),
+                    format!(
+                        "{event:?} is not an event type ({})",
+                        EVENT_TYPES.join(", ")
+                    ),
+                ));
+            }
+            ("inbound_message" | "api_call", Some(_)) => {
+                return Err(Error::invalid(
+                    field("event_type"),
+                    "only whatsapp_event triggers take an event type",
+                ));
+            }
+            _ => {}
+        }
+        match (kind, phone_number_id) {
+            ("inbound_message", None) => {
+                return Err(Error::invalid(
+                    field("phone_number_id"),
+                    "required for inbound_message triggers",
+                ));
+            }
+            ("api_call", Some(_)) => {
+                return Err(Error::invalid(
+                    field("phone_number_id"),
+                    "api_call triggers take no number (the request names it)",
+                ));
+            }
+            _ => {}
+        }
+        let number = match phone_number_id {
+            Some(id) => Some(
+                self.number_in_project(conn, &field("phone_number_id"), &workflow.project_id, id)
+                    .await?,
+            ),
+            None => None,
+        };
+        let at = now();
+        let candidate = trigger::Model {
+            id: new_id(),
+            workflow_id: workflow.id.clone(),
+            project_id: workflow.project_id.clone(),
+            trigger_type: kind.to_owned(),
+            whatsapp_config_id: number.as_ref().map(|n| n.id),
+            event_type: event_type.map(str::to_owned),
+            active: spec.active,
+            created_at: at,
+            updated_at: at,
+        };
+        ensure_no_conflict(conn, &candidate)
+            .await
+            .map_err(|err| match err {
+                Error::Conflict(message) if !field_prefix.is_empty() => {
+                    Error::Conflict(format!("{}: {message}", field_prefix.trim_end_matches('.')))
+                }
+                other => other,
+            })?;
+        let model = candidate.into_active_model().insert(conn).await?;
+        Ok(TriggerView {
+            trigger: model,
+            phone_number_id: number.map(|n| n.phone_number_id),
+        })
+    }
+
+    async fn trigger(&self, conn: &impl ConnectionTrait, id: &str) -> Result<trigger::Model> {
+        let id = validate::id("trigger_id", id)?;
+        trigger::Entity::find_by_id(id.clone())
+            .one(conn)
+            .await?
+            .ok_or_else(|| Error::not_found("trigger_id", format!("trigger {id} not found")))
+    }
+
+    /// Attaches each trigger's Meta `phone_number_id` with one query.
+    async fn views(
+        &self,
+        conn: &impl ConnectionTrait,
+        models: Vec<trigger::Model>,
+    ) -> Result<Vec<TriggerView>> {
+        let ids: Vec<i64> = models.iter().filter_map(|t| t.whatsapp_config_id).collect();
+        let numbers: HashMap<i64, String> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            whatsapp_config::Entity::find()
+                .filter(whatsapp_config::Column::Id.is_in(ids))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|n| (n.id, n.phone_number_id))
+                .collect()
+        };
+        Ok(models
+            .into_iter()
+            .map(|trigger| TriggerView {
+                phone_number_id: trigger
+                    .whatsapp_config_id
+                    .and_then(|id| numbers.get(&id).cloned()),
+                trigger,
+            })
+            .collect())
+    }
+}
+
+/// Refuses `candidate` when another trigger already holds its slot (DESIGN §3); the message
+/// names that trigger and its workflow.
+async fn ensure_no_conflict(conn: &impl ConnectionTrait, candidate: &trigger::Model) -> Result<()> {
+    use trigger::Column as C;
+    let others = trigger::Entity::find()
+        .filter(C::Id.ne(candidate.id.as_str()))
+        .filter(C::TriggerType.eq(candidate.trigger_type.as_str()));
+    let (query, slot) = match candidate.trigger_type.as_str() {
+        "api_call" => (
+            others.filter(C::WorkflowId.eq(candidate.workflow_id.as_str())),
+            format!(
+                "workflow {} already has an api_call trigger",
+                candidate.workflow_id
+            ),
+        ),
+        _ if !candidate.active => return Ok(()),
+        "inbound_message" => (
+            others
+                .filter(C::Active.eq(true))
+                .filter(C::WhatsappConfigId.eq(candidate.whatsapp_config_id)),
+            "the number already has an active inbound_message trigger".to_owned(),
+        ),
+        _ => {
+            let event = candidate.event_type.as_deref().unwrap_or_default();
+            let scope = match candidate.whatsapp_config_id {
+                // Per-number: the same number, or a project-wide trigger covering it.
+                Some(number) => Condition::any()
+                    .add(C::WhatsappConfigId.eq(number))
+                    .add(C::WhatsappConfigId.is_null()),
+                // Project-wide: any trigger of the project for this event.
+                None => Condition::all(),
+            };
+            (
+                others
+                    .filter(C::Active.eq(true))
+                    .filter(C::EventType.eq(event))
+                    .filter(C::ProjectId.eq(candidate.project_id.as_str()))
+                    .filter(scope),
+                format!("{event} already has an active trigger covering this number"),
+            )
+        }
+    };
+    match query.one(conn).await? {
+        None => Ok(()),
+        Some(existing) => Err(Error::Conflict(format!(
+            "{slot}: trigger {} of workflow {}",
+            existing.id, existing.workflow_id
+        ))),
+    }
+}

@@ -1,0 +1,47 @@
+//! The control plane's HTTP port: `/healthz` and `/metrics`.
+
+use crate::catalog::Catalog;
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+#[derive(Clone)]
+struct AppState {
+    catalog: Catalog,
+    metrics: PrometheusHandle,
+}
+
+pub fn router(catalog: Catalog, metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState { catalog, metrics })
+}
+
+/// 200 while the catalog database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.catalog.routing_version().await {
+        Ok(version) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "routing_version": version })),
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "database" })),
+            )
+        }
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(version) = state.catalog.routing_version().await {
+        metrics::gauge!("switchboard_routing_version").set(version as f64);
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

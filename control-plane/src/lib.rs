@@ -1,0 +1,121 @@
+//! Switchboard control plane: owns the trigger catalog (sea-orm over PostgreSQL or SQLite),
+//! serves the `TriggerAdmin` gRPC API, and exposes `/healthz` and `/metrics` over HTTP.
+//!
+//! Layout: `catalog` holds every rule and query; `admin` is the gRPC edge; `auth` checks
+//! tokens; `http` serves the HTTP port; `db` has one entity per table. [`run`] wires them.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod auth;
+pub mod catalog;
+pub mod config;
+pub mod db;
+mod http;
+
+pub use config::{Config, MigrateConfig};
+
+use std::future::Future;
+use std::sync::OnceLock;
+use switchboard_migrations::{Migrator, MigratorTrait};
+use switchboard_proto::v1::trigger_admin_server::TriggerAdminServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why the control plane could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+    #[error("metrics recorder: {0}")]
+    Metrics(String),
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle, Error> {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // Another component (e.g. a data plane in `switchboard dev`) may have installed one.
+    let _ = metrics::set_global_recorder(recorder);
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Applies pending migrations and returns the names of those applied.
+pub async fn migrate(db: &sea_orm::DatabaseConnection) -> Result<Vec<String>, Error> {
+    let pending: Vec<String> = Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// Runs the control plane on the given listeners until `shutdown` completes, then stops
+/// accepting, finishes in-flight calls and returns.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let db = db::connect(&config.database_url).await?;
+    let applied = migrate(&db).await?;
+    if applied.is_empty() {
+        tracing::info!("catalog schema is up to date");
+    } else {
+        tracing::info!(migrations = ?applied, "applied catalog migrations");
+    }
+    let catalog = catalog::Catalog::new(db);
+    let metrics = metrics_handle()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TriggerAdminServer<admin::AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchboard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let admin = TriggerAdminServer::with_interceptor(
+        admin::AdminService::new(catalog.clone()),
+        auth::BearerAuth::new(&config.admin_token),
+    );
+
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, "control plane listening");
+
+    let http_server = axum::serve(http, http::router(catalog, metrics))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx));
+
+    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
+    grpc_result?;
+    http_result?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `control-plane [serve]` and `control-plane migrate`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard_control_plane::{Config, MigrateConfig, db, migrate, run};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "control-plane", version, about = "Switchboard control plane")]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text", global = true,
+          value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve the admin API (the default).
+    Serve(Config),
+    /// Apply pending migrations and exit.
+    Migrate(MigrateConfig),
+}
+
+fn main() -> std::process::ExitCode {
+    // `serve` is the default subcommand.
+    let mut args: Vec<String> = std::env::args().collect();
+    let first = args.get(1).map(String::as_str);
+    if !matches!(
+        first,
+        Some("serve" | "migrate" | "help" | "-h" | "--help" | "-V" | "--version")
+    ) {
+        args.insert(1, "serve".to_owned());
+    }
+    let cli = Cli::parse_from(args);
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("control-plane: cannot start runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("control-plane: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_async(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate(config) => {
+            let db = db::connect(&config.database_url)
+                .await
+                .context("--database-url: cannot connect")?;
+            let applied = migrate(&db).await?;
+            if applied.is_empty() {
+                println!("schema is up to date");
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+            Ok(())
+        }
+        Command::Serve(config) => {
+            let grpc = TcpListener::bind(config.grpc_listen)
+                .await
+                .with_context(|| format!("--grpc-listen: cannot bind {}", config.grpc_listen))?;
+            let http = TcpListener::bind(config.http_listen)
+                .await
+                .with_context(|| format!("--http-listen: cannot bind {}", config.http_listen))?;
+            run(config, grpc, http, shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,19 @@
+//! Schema migrations of the trigger catalog, one file per migration. They run unchanged on
+//! PostgreSQL and SQLite; the uniqueness rules of the catalog live here as partial unique
+//! indexes so that the database, not the application, has the last word.
+#![forbid(unsafe_code)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_catalog;
+
+/// Every migration of the catalog, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_catalog::Migration)]
+    }
+}
