@@ -36,6 +36,8 @@ pub enum Output {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a local Switchboard (control plane, SQLite) with a seeded demo project.
+    Dev(Dev),
     /// Projects (tenants).
     #[command(subcommand)]
     Projects(Projects),
@@ -252,4 +254,18 @@ pub enum Audit {
         #[arg(long)]
         limit: Option<u32>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct Dev {
+    /// Catalog database of the dev instance.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        default_value = "sqlite://.switchboard-dev/catalog.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Directory holding the dev database and generated credentials.
+    #[arg(long, default_value = ".switchboard-dev")]
+    pub dir: std::path::PathBuf,
 }

@@ -43,7 +43,19 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-type Client = TriggerAdminClient<InterceptedService<Channel, Auth>>;
+/// An error and its sources, on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub type Client = TriggerAdminClient<InterceptedService<Channel, Auth>>;
 
 /// Adds the admin token and the operator's name to every call.
 #[derive(Clone)]
@@ -68,8 +80,9 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
-async fn connect(cli: &args::Cli) -> Result<Client, Failure> {
-    let bearer = match &cli.admin_token {
+/// Connects an admin client to `url`, sending `token` as the bearer token.
+pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, Failure> {
+    let bearer = match token {
         Some(token) => Some(
             format!("Bearer {token}")
                 .parse()
@@ -78,13 +91,13 @@ async fn connect(cli: &args::Cli) -> Result<Client, Failure> {
         None => None,
     };
     let actor = std::env::var("USER").ok().and_then(|u| u.parse().ok());
-    let endpoint = Channel::from_shared(cli.control_plane.clone())
+    let endpoint = Channel::from_shared(url.to_owned())
         .map_err(|e| Failure::Usage(format!("--control-plane: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5));
     let channel = endpoint.connect().await.map_err(|e| {
         Failure::Refused(format!(
-            "cannot reach the control plane at {}: {e}",
-            cli.control_plane
+            "cannot reach the control plane at {url}: {}",
+            error_chain(&e)
         ))
     })?;
     Ok(TriggerAdminClient::with_interceptor(
@@ -121,7 +134,7 @@ pub async fn run(cli: args::Cli) -> Result<(), Failure> {
         Command::Triggers(args::Triggers::Replace { file, .. }) => Some(read_specs(file)?),
         _ => None,
     };
-    let mut c = connect(&cli).await?;
+    let mut c = connect(&cli.control_plane, cli.admin_token.as_deref()).await?;
     let printed = match cli.command {
         Command::Projects(args::Projects::Create { name }) => one(&c
             .create_project(pb::CreateProjectRequest { name })
@@ -303,6 +316,9 @@ pub async fn run(cli: args::Cli) -> Result<(), Failure> {
             .revoke_api_key(pb::RevokeApiKeyRequest { api_key_id: key })
             .await?
             .into_inner()),
+        Command::Dev(_) => {
+            return Err(Failure::Usage("dev is not an admin call".into()));
+        }
         Command::Nodes(args::Nodes::List) => many(
             &c.list_nodes(pb::ListNodesRequest {})
                 .await?

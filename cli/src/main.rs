@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod dev;
 mod output;
 
 use clap::Parser;
@@ -11,17 +12,31 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let dev = matches!(cli.command, args::Command::Dev(_));
+    let runtime = if dev {
+        init_tracing();
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("switchboard: cannot start runtime: {err}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(async {
+        match cli.command {
+            args::Command::Dev(dev) => dev::run(dev).await,
+            _ => commands::run(cli).await,
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(commands::Failure::Refused(message)) => {
             eprintln!("switchboard: {message}");
@@ -32,4 +47,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs of `dev` go to stderr, so the welcome text on stdout stays readable.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -1,0 +1,236 @@
+//! `switchboard dev`: a local Switchboard for newcomers. Runs the control plane in-process on
+//! the default ports with a SQLite catalog under `./.switchboard-dev/`, seeds a demo project
+//! on first start, and prints everything needed to try it. A second start reuses the data
+//! and the credentials stored next to it.
+
+use crate::args::Dev;
+use crate::commands::{Client, Failure, connect, error_chain};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use switchboard_proto::v1 as pb;
+
+/// Meta phone_number_id and display number of the demo number (DESIGN §2).
+const DEMO_PHONE_NUMBER_ID: &str = "123456789012345";
+const DEMO_DISPLAY_NUMBER: &str = "+15550000000";
+const GRPC_LISTEN: &str = "127.0.0.1:50051";
+const HTTP_LISTEN: &str = "127.0.0.1:8080";
+
+/// Generated once per dev directory; dev only (the file is created with mode 0600).
+#[derive(Serialize, Deserialize, Default)]
+struct Credentials {
+    admin_token: String,
+    node_token: String,
+    meta_app_secret: String,
+    meta_verify_token: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    workflow_id: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+}
+
+fn token() -> String {
+    hex::encode(rand::random::<[u8; 24]>())
+}
+
+fn load_or_create(path: &Path) -> Result<Credentials, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Failure::Usage(format!("{}: {e} (delete it to start over)", path.display()))
+        }),
+        Err(_) => Ok(Credentials {
+            admin_token: token(),
+            node_token: token(),
+            meta_app_secret: token(),
+            meta_verify_token: token(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn save(path: &Path, credentials: &Credentials) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(credentials)
+        .map_err(|e| Failure::Refused(format!("cannot encode credentials: {e}")))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| restrict(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Failure::Refused(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+pub async fn run(args: Dev) -> Result<(), Failure> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| Failure::Refused(format!("--dir {}: {e}", args.dir.display())))?;
+    let path = args.dir.join("credentials.json");
+    let mut credentials = load_or_create(&path)?;
+    save(&path, &credentials)?;
+
+    let bind = |addr: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::Refused(format!("cannot listen on {addr}: {e}")))
+    };
+    let grpc = bind(GRPC_LISTEN).await?;
+    let http = bind(HTTP_LISTEN).await?;
+    let config = switchboard_control_plane::Config {
+        database_url: args.database_url.clone(),
+        grpc_listen: grpc
+            .local_addr()
+            .map_err(|e| Failure::Refused(e.to_string()))?,
+        http_listen: http
+            .local_addr()
+            .map_err(|e| Failure::Refused(e.to_string()))?,
+        admin_token: credentials.admin_token.clone(),
+        node_token: credentials.node_token.clone(),
+    };
+    let control_plane = tokio::spawn(switchboard_control_plane::run(
+        config,
+        grpc,
+        http,
+        shutdown_signal(),
+    ));
+
+    let url = format!("http://{GRPC_LISTEN}");
+    let mut client = wait_ready(&url, &credentials.admin_token).await?;
+    if credentials.workflow_id.is_none() {
+        seed(&mut client, &mut credentials).await?;
+        save(&path, &credentials)?;
+    }
+    print_welcome(&credentials);
+
+    match control_plane.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Refused(format!(
+            "control plane: {}",
+            error_chain(&e)
+        ))),
+        Err(e) => Err(Failure::Refused(format!("control plane task: {e}"))),
+    }
+}
+
+async fn wait_ready(url: &str, admin_token: &str) -> Result<Client, Failure> {
+    let mut last = String::new();
+    for _ in 0..300 {
+        match connect(url, Some(admin_token)).await {
+            Ok(mut client) => match client
+                .get_routing_version(pb::GetRoutingVersionRequest {})
+                .await
+            {
+                Ok(_) => return Ok(client),
+                Err(status) => last = status.message().to_owned(),
+            },
+            Err(Failure::Refused(m) | Failure::Usage(m)) => last = m,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Failure::Refused(format!(
+        "control plane did not become ready: {last}"
+    )))
+}
+
+/// Creates the demo of DESIGN §2: project, default number, active workflow with an active
+/// API trigger, and an API key.
+async fn seed(client: &mut Client, credentials: &mut Credentials) -> Result<(), Failure> {
+    let project = client
+        .create_project(pb::CreateProjectRequest {
+            name: "demo".into(),
+        })
+        .await?
+        .into_inner();
+    client
+        .create_number(pb::CreateNumberRequest {
+            project_id: project.id.clone(),
+            customer_id: None,
+            phone_number_id: DEMO_PHONE_NUMBER_ID.into(),
+            display_phone_number: DEMO_DISPLAY_NUMBER.into(),
+            is_default: true,
+            access_token: None,
+        })
+        .await?;
+    let workflow = client
+        .create_workflow(pb::CreateWorkflowRequest {
+            project_id: project.id.clone(),
+            name: "demo".into(),
+            status: "active".into(),
+        })
+        .await?
+        .into_inner();
+    client
+        .create_trigger(pb::CreateTriggerRequest {
+            workflow_id: workflow.id.clone(),
+            spec: Some(pb::TriggerSpec {
+                r#type: "api_call".into(),
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let key = client
+        .create_api_key(pb::CreateApiKeyRequest {
+            project_id: project.id.clone(),
+            name: "demo".into(),
+            burst_limit: None,
+        })
+        .await?
+        .into_inner();
+    credentials.project_id = Some(project.id);
+    credentials.workflow_id = Some(workflow.id);
+    credentials.api_key = Some(key.secret);
+    Ok(())
+}
+
+fn print_welcome(c: &Credentials) {
+    let project = c.project_id.as_deref().unwrap_or_default();
+    let workflow = c.workflow_id.as_deref().unwrap_or_default();
+    println!(
+        "\nSwitchboard dev is running (Ctrl-C to stop).\n\
+         \n  control plane gRPC   http://{GRPC_LISTEN}\
+         \n  control plane HTTP   http://{HTTP_LISTEN}/healthz, /metrics\
+         \n\n  admin token          {}\
+         \n  node token           {}\
+         \n  API key              {}\
+         \n  Meta app secret      {}\
+         \n  Meta verify token    {}\
+         \n\n  demo project         {project}\
+         \n  demo workflow        {workflow} (active, API trigger)\
+         \n  demo number          {DEMO_PHONE_NUMBER_ID} ({DEMO_DISPLAY_NUMBER}, project default)\
+         \n\nTry the catalog from another terminal:\
+         \n  export SWITCHBOARD_ADMIN_TOKEN={}\
+         \n  cargo run --release --bin switchboard -- triggers list --project {project}\
+         \n  cargo run --release --bin switchboard -- audit list\
+         \n\nThe data plane (webhooks, API trigger endpoint) is not part of this build yet.\n",
+        c.admin_token,
+        c.node_token,
+        c.api_key.as_deref().unwrap_or("-"),
+        c.meta_app_secret,
+        c.meta_verify_token,
+        c.admin_token,
+    );
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: real control planes on port 0 against fresh PostgreSQL and SQLite
+//! databases, driven over gRPC and through the real `switchboard` binary.
+
+mod catalog;
+mod cli;
+mod server;
