@@ -11,8 +11,13 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 mod http;
+pub mod routing;
 
 pub use config::{Config, MigrateConfig};
+
+/// How often each replica polls the routing version for changes made through other
+/// replicas on the same database (see docs/operations.md).
+pub const ROUTING_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -35,6 +40,8 @@ pub enum Error {
     Http(#[from] std::io::Error),
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error("routing: {0}")]
+    Routing(String),
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -88,6 +95,21 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let published = routing::publisher::start(catalog.clone(), ROUTING_POLL, stop_rx.clone())
+        .await
+        .map_err(|e| match e {
+            catalog::Error::Database(db) => Error::Database(db),
+            other => Error::Routing(other.to_string()),
+        })?;
+    let distribution =
+        switchboard_proto::v1::routing_distribution_server::RoutingDistributionServer::new(
+            routing::distribution::DistributionService::new(
+                catalog.clone(),
+                published,
+                &config.node_token,
+            ),
+        );
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<TriggerAdminServer<admin::AdminService>>()
@@ -111,6 +133,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(admin)
+        .add_service(distribution)
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx));
 
     let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });

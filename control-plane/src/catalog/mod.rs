@@ -20,6 +20,7 @@ mod workflows;
 
 pub use api_keys::hash_secret;
 pub use error::{Error, Result};
+pub use nodes::Applied;
 pub use numbers::NewNumber;
 pub use triggers::{EVENT_TYPES, TRIGGER_TYPES, TriggerFilter, TriggerSpec, TriggerView};
 
@@ -30,6 +31,8 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Who asked for a change, as recorded in the audit log.
 #[derive(Clone, Debug)]
@@ -39,6 +42,9 @@ pub struct Actor(pub String);
 #[derive(Clone, Debug)]
 pub struct Catalog {
     db: DatabaseConnection,
+    /// Woken after every committed routing change, so this replica's routing publisher
+    /// compiles at once instead of at its next poll.
+    routing_changed: Arc<Notify>,
 }
 
 /// Whether a write changes what the data planes route.
@@ -52,12 +58,22 @@ enum Routing {
 struct Write {
     txn: DatabaseTransaction,
     routing_version: Option<i64>,
+    routing_changed: Arc<Notify>,
 }
 
 impl Catalog {
     /// Wraps a connected database whose migrations have been applied.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            routing_changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Completes after the next committed routing change (or at once if one happened
+    /// since the last call).
+    pub async fn routing_changed(&self) {
+        self.routing_changed.notified().await;
     }
 
     /// The underlying connection (used by routing distribution and health checks).
@@ -97,6 +113,7 @@ impl Catalog {
         Ok(Write {
             txn,
             routing_version: (routing == Routing::Changes).then_some(version),
+            routing_changed: self.routing_changed.clone(),
         })
     }
 }
@@ -143,6 +160,9 @@ impl Write {
         let action = change.action.to_owned();
         self.record(actor, change).await?;
         self.txn.commit().await?;
+        if self.routing_version.is_some() {
+            self.routing_changed.notify_one();
+        }
         metrics::counter!("switchboard_catalog_changes_total", "action" => action).increment(1);
         Ok(())
     }

@@ -1,0 +1,265 @@
+//! Compiles the catalog at one routing version into an immutable routing table (DESIGN §4):
+//! API keys, numbers, workflows (status and API trigger), and the active message and event
+//! triggers of active workflows.
+
+use crate::catalog::{self, Catalog};
+use crate::db::{api_key, trigger, whatsapp_config, workflow};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, Statement,
+    TransactionTrait,
+};
+use std::collections::HashMap;
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::routing_entry::Entry;
+
+/// A routing table at one version, keyed by entry key.
+#[derive(Debug, Default, PartialEq)]
+pub struct CompiledTable {
+    pub version: i64,
+    pub entries: HashMap<String, pb::RoutingEntry>,
+}
+
+pub fn api_key_key(id: &str) -> String {
+    format!("k:{id}")
+}
+pub fn number_key(id: i64) -> String {
+    format!("n:{id}")
+}
+pub fn workflow_key(id: &str) -> String {
+    format!("w:{id}")
+}
+pub fn trigger_key(id: &str) -> String {
+    format!("t:{id}")
+}
+
+fn entry(key: String, entry: Entry) -> (String, pb::RoutingEntry) {
+    (
+        key.clone(),
+        pb::RoutingEntry {
+            key,
+            entry: Some(entry),
+        },
+    )
+}
+
+/// Reads the catalog in one consistent read-only transaction and compiles it.
+pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
+    let db = catalog.connection();
+    let (isolation, mode) = match db.get_database_backend() {
+        DbBackend::Postgres => (
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        ),
+        _ => (None, None),
+    };
+    let txn = db.begin_with_config(isolation, mode).await?;
+    let version = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT version FROM routing_state WHERE id = 1",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or_default();
+    let keys = api_key::Entity::find().all(&txn).await?;
+    let numbers = whatsapp_config::Entity::find().all(&txn).await?;
+    let workflows = workflow::Entity::find().all(&txn).await?;
+    let triggers = trigger::Entity::find().all(&txn).await?;
+    txn.commit().await?;
+    Ok(build(version, keys, numbers, workflows, triggers))
+}
+
+/// The pure part of compilation, separate so it can be benchmarked and unit-tested.
+pub fn build(
+    version: i64,
+    keys: Vec<api_key::Model>,
+    numbers: Vec<whatsapp_config::Model>,
+    workflows: Vec<workflow::Model>,
+    triggers: Vec<trigger::Model>,
+) -> CompiledTable {
+    let mut entries =
+        HashMap::with_capacity(keys.len() + numbers.len() + workflows.len() + triggers.len());
+    entries.extend(keys.into_iter().map(|k| {
+        entry(
+            api_key_key(&k.id),
+            Entry::ApiKey(pb::ApiKeyRoute {
+                burst_limit: k.burst_limit.and_then(|b| u32::try_from(b).ok()),
+                revoked: k.revoked_at.is_some(),
+                id: k.id,
+                project_id: k.project_id,
+                secret_sha256: k.secret_sha256,
+            }),
+        )
+    }));
+    entries.extend(numbers.into_iter().map(|n| {
+        entry(
+            number_key(n.id),
+            Entry::Number(pb::NumberRoute {
+                whatsapp_config_id: n.id,
+                project_id: n.project_id,
+                phone_number_id: n.phone_number_id,
+                display_phone_number: n.display_phone_number,
+                is_default: n.is_default,
+                access_token: n.access_token,
+            }),
+        )
+    }));
+    let mut routes: HashMap<String, pb::WorkflowRoute> = workflows
+        .into_iter()
+        .map(|w| {
+            (
+                w.id.clone(),
+                pb::WorkflowRoute {
+                    id: w.id,
+                    project_id: w.project_id,
+                    status: w.status,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for t in triggers {
+        let Some(route) = routes.get_mut(&t.workflow_id) else {
+            continue;
+        };
+        if !route.trigger_types.contains(&t.trigger_type) {
+            route.trigger_types.push(t.trigger_type.clone());
+        }
+        if t.trigger_type == "api_call" {
+            route.api_trigger_active = t.active;
+            route.api_trigger_id = Some(t.id);
+            continue;
+        }
+        // Only active triggers of active workflows route.
+        if !t.active || route.status != "active" {
+            continue;
+        }
+        let (key, e) = entry(
+            trigger_key(&t.id),
+            Entry::Trigger(pb::TriggerRoute {
+                id: t.id,
+                workflow_id: t.workflow_id,
+                project_id: t.project_id,
+                r#type: t.trigger_type,
+                whatsapp_config_id: t.whatsapp_config_id,
+                event_type: t.event_type,
+            }),
+        );
+        entries.insert(key, e);
+    }
+    entries.extend(routes.into_values().map(|mut w| {
+        w.trigger_types.sort();
+        entry(workflow_key(&w.id.clone()), Entry::Workflow(w))
+    }));
+    CompiledTable { version, entries }
+}
+
+/// The changes from `old` to `new`.
+pub fn diff(old: &CompiledTable, new: &CompiledTable) -> pb::Delta {
+    let mut upserts: Vec<pb::RoutingEntry> = new
+        .entries
+        .iter()
+        .filter(|(key, e)| old.entries.get(*key) != Some(*e))
+        .map(|(_, e)| e.clone())
+        .collect();
+    let mut removals: Vec<String> = old
+        .entries
+        .keys()
+        .filter(|key| !new.entries.contains_key(*key))
+        .cloned()
+        .collect();
+    upserts.sort_by(|a, b| a.key.cmp(&b.key));
+    removals.sort();
+    pb::Delta {
+        from_version: old.version,
+        to_version: new.version,
+        upserts,
+        removals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn wf(id: &str, status: &str) -> workflow::Model {
+        workflow::Model {
+            id: id.into(),
+            project_id: "p".into(),
+            name: id.into(),
+            status: status.into(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn trig(id: &str, workflow: &str, kind: &str, active: bool) -> trigger::Model {
+        trigger::Model {
+            id: id.into(),
+            workflow_id: workflow.into(),
+            project_id: "p".into(),
+            trigger_type: kind.into(),
+            whatsapp_config_id: (kind == "inbound_message").then_some(1),
+            event_type: None,
+            active,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_active_triggers_of_active_workflows_route() {
+        let table = build(
+            3,
+            vec![],
+            vec![],
+            vec![wf("a", "active"), wf("d", "draft")],
+            vec![
+                trig("t1", "a", "inbound_message", true),
+                trig("t2", "a", "inbound_message", false),
+                trig("t3", "d", "inbound_message", true),
+                trig("t4", "a", "api_call", false),
+            ],
+        );
+        assert!(table.entries.contains_key("t:t1"));
+        assert!(!table.entries.contains_key("t:t2"));
+        assert!(!table.entries.contains_key("t:t3"));
+        let Some(Entry::Workflow(w)) = table.entries["w:a"].entry.clone() else {
+            panic!("workflow entry missing");
+        };
+        assert_eq!(w.api_trigger_id.as_deref(), Some("t4"));
+        assert!(!w.api_trigger_active);
+        assert_eq!(w.trigger_types, vec!["api_call", "inbound_message"]);
+    }
+
+    #[test]
+    fn diff_lists_changed_and_removed_entries() {
+        let old = build(
+            1,
+            vec![],
+            vec![],
+            vec![wf("a", "active")],
+            vec![trig("t1", "a", "inbound_message", true)],
+        );
+        let new = build(
+            2,
+            vec![],
+            vec![],
+            vec![wf("a", "draft")],
+            vec![trig("t1", "a", "inbound_message", true)],
+        );
+        let delta = diff(&old, &new);
+        assert_eq!((delta.from_version, delta.to_version), (1, 2));
+        assert_eq!(
+            delta
+                .upserts
+                .iter()
+                .map(|e| e.key.as_str())
+                .collect::<Vec<_>>(),
+            ["w:a"]
+        );
+        assert_eq!(delta.removals, ["t:t1"]);
+    }
+}

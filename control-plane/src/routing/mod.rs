@@ -1,0 +1,6 @@
+//! Routing tables: compiled from the catalog (`compiler`), kept current per replica
+//! (`publisher`) and streamed to data-plane nodes (`distribution`).
+
+pub mod compiler;
+pub mod distribution;
+pub mod publisher;

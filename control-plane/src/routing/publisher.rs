@@ -1,0 +1,228 @@
+//! Keeps this replica's compiled routing table current and publishes it to node sessions.
+//!
+//! The publisher recompiles when this replica commits a routing change (an in-process
+//! notification) and when a poll of the routing version — which every replica on the same
+//! database sees — shows a newer version written elsewhere. Sessions watch the published
+//! value; a `watch` channel keeps only the newest, so bursts collapse.
+
+use super::compiler::{self, CompiledTable};
+use crate::catalog::Catalog;
+use prost::Message;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use switchboard_proto::v1 as pb;
+use tokio::sync::watch;
+
+/// Deltas kept for nodes that are a little behind.
+const KEPT_DELTAS: usize = 64;
+/// Target encoded size of one snapshot chunk (tonic's default message limit is 4 MiB).
+const CHUNK_BYTES: usize = 1024 * 1024;
+/// Deltas larger than this are sent as snapshots instead.
+const MAX_DELTA_BYTES: usize = 2 * 1024 * 1024;
+
+/// One published routing table with the recent deltas that lead to it.
+#[derive(Debug)]
+pub struct Published {
+    pub table: Arc<CompiledTable>,
+    /// Oldest first; each delta's `to_version` is the next one's `from_version`, the last
+    /// ends at `table.version`.
+    deltas: VecDeque<Arc<pb::Delta>>,
+    chunks: OnceLock<Arc<Vec<pb::SnapshotChunk>>>,
+}
+
+impl Published {
+    fn new(table: CompiledTable, deltas: VecDeque<Arc<pb::Delta>>) -> Self {
+        Self {
+            table: Arc::new(table),
+            deltas,
+            chunks: OnceLock::new(),
+        }
+    }
+
+    pub fn version(&self) -> i64 {
+        self.table.version
+    }
+
+    /// The merged changes from `held` to the current version, when `held` is a recent
+    /// version of this table and the result is small; `None` means "send a snapshot".
+    pub fn delta_from(&self, held: i64) -> Option<pb::Delta> {
+        let start = self.deltas.iter().position(|d| d.from_version == held)?;
+        let mut changes: HashMap<&str, Option<&pb::RoutingEntry>> = HashMap::new();
+        for delta in self.deltas.iter().skip(start) {
+            for removed in &delta.removals {
+                changes.insert(removed, None);
+            }
+            for upsert in &delta.upserts {
+                changes.insert(&upsert.key, Some(upsert));
+            }
+        }
+        let mut merged = pb::Delta {
+            from_version: held,
+            to_version: self.table.version,
+            ..Default::default()
+        };
+        for (key, change) in changes {
+            match change {
+                Some(entry) => merged.upserts.push(entry.clone()),
+                None => merged.removals.push(key.to_owned()),
+            }
+        }
+        (merged.encoded_len() <= MAX_DELTA_BYTES).then_some(merged)
+    }
+
+    /// The full table in chunks, computed once per version and shared by all sessions.
+    pub fn snapshot_chunks(&self) -> Arc<Vec<pb::SnapshotChunk>> {
+        self.chunks
+            .get_or_init(|| Arc::new(chunk(&self.table)))
+            .clone()
+    }
+}
+
+fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
+    let mut keys: Vec<&String> = table.entries.keys().collect();
+    keys.sort();
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for key in keys {
+        let entry = &table.entries[key];
+        let len = entry.encoded_len() + 8;
+        if bytes + len > CHUNK_BYTES && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += len;
+        current.push(entry.clone());
+    }
+    chunks.push(current);
+    let count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, entries)| pb::SnapshotChunk {
+            version: table.version,
+            chunk_index: u32::try_from(i).unwrap_or(u32::MAX),
+            chunk_count: count,
+            entries,
+        })
+        .collect()
+}
+
+/// Compiles the current catalog, then keeps compiling on change until `shutdown` fires.
+/// Returns the receiver sessions subscribe to.
+pub async fn start(
+    catalog: Catalog,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> crate::catalog::Result<watch::Receiver<Arc<Published>>> {
+    let table = compiler::compile(&catalog).await?;
+    metrics::gauge!("switchboard_routing_compiled_version").set(table.version as f64);
+    let (tx, rx) = watch::channel(Arc::new(Published::new(table, VecDeque::new())));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = catalog.routing_changed() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let current = tx.borrow().clone();
+            match catalog.routing_version().await {
+                Ok(version) if version == current.version() => continue,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "routing version poll failed; keeping the last table");
+                    continue;
+                }
+            }
+            let started = std::time::Instant::now();
+            let table = match compiler::compile(&catalog).await {
+                Ok(table) => table,
+                Err(err) => {
+                    tracing::warn!(error = %err, "routing compile failed; keeping the last table");
+                    continue;
+                }
+            };
+            let delta = compiler::diff(&current.table, &table);
+            let mut deltas = current.deltas.clone();
+            deltas.push_back(Arc::new(delta));
+            while deltas.len() > KEPT_DELTAS {
+                deltas.pop_front();
+            }
+            tracing::info!(
+                version = table.version,
+                entries = table.entries.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "routing table compiled"
+            );
+            metrics::gauge!("switchboard_routing_compiled_version").set(table.version as f64);
+            let _ = tx.send(Arc::new(Published::new(table, deltas)));
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str) -> pb::RoutingEntry {
+        pb::RoutingEntry {
+            key: key.into(),
+            entry: None,
+        }
+    }
+
+    #[test]
+    fn deltas_merge_from_any_kept_version_and_unknown_versions_get_snapshots() {
+        let d1 = pb::Delta {
+            from_version: 1,
+            to_version: 2,
+            upserts: vec![entry("a"), entry("b")],
+            removals: vec![],
+        };
+        let d2 = pb::Delta {
+            from_version: 2,
+            to_version: 3,
+            upserts: vec![entry("c")],
+            removals: vec!["a".into()],
+        };
+        let table = CompiledTable {
+            version: 3,
+            entries: HashMap::new(),
+        };
+        let p = Published::new(table, VecDeque::from([Arc::new(d1), Arc::new(d2)]));
+        let merged = p.delta_from(1).unwrap_or_default();
+        let mut keys: Vec<_> = merged.upserts.iter().map(|e| e.key.clone()).collect();
+        keys.sort();
+        assert_eq!(keys, ["b", "c"]);
+        assert_eq!(merged.removals, ["a"]);
+        assert_eq!((merged.from_version, merged.to_version), (1, 3));
+        assert!(p.delta_from(7).is_none());
+        assert!(p.delta_from(3).is_none());
+    }
+
+    #[test]
+    fn snapshots_are_chunked_under_the_message_limit() {
+        let mut entries = HashMap::new();
+        for i in 0..40_000 {
+            let key = format!("t:{i:08}-{}", "x".repeat(40));
+            entries.insert(key.clone(), entry(&key));
+        }
+        let chunks = chunk(&CompiledTable {
+            version: 9,
+            entries,
+        });
+        assert!(chunks.len() > 1);
+        assert!(chunks.iter().all(|c| c.encoded_len() < 2 * 1024 * 1024));
+        assert_eq!(
+            chunks.iter().map(|c| c.entries.len()).sum::<usize>(),
+            40_000
+        );
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.chunk_count as usize == chunks.len())
+        );
+    }
+}

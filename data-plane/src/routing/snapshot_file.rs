@@ -1,0 +1,140 @@
+//! The last good routing table on disk (`--state-dir/routing.snapshot`): written atomically
+//! (temporary file, fsync, rename, fsync of the directory) behind a SHA-256 checksum, so a
+//! crash mid-write leaves the previous file and a damaged file is detected, not loaded.
+
+use super::table::Entries;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use switchboard_proto::v1 as pb;
+
+const FILE_NAME: &str = "routing.snapshot";
+const MAGIC: &[u8] = b"SWITCHBOARD-ROUTING-1\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt snapshot ({reason})")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Writes `entries` at `version` atomically.
+pub fn save(dir: &Path, version: i64, entries: &Entries) -> Result<(), SnapshotError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SnapshotError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Encode the RoutingSnapshot message field by field, without copying the entries.
+    let mut body = Vec::with_capacity(entries.len() * 160 + 16);
+    prost::encoding::int64::encode(1, &version, &mut body);
+    for entry in entries.values() {
+        prost::encoding::message::encode(2, entry, &mut body);
+    }
+    let checksum = Sha256::digest(&body);
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(MAGIC)
+        .and_then(|()| file.write_all(&checksum))
+        .and_then(|()| file.write_all(&body))
+        .and_then(|()| file.sync_all())
+        .map_err(io(&tmp))?;
+    drop(file);
+    let target = path(dir);
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    // Make the rename itself durable.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// Reads the snapshot, if there is one; a damaged file is an error, never a table.
+pub fn load(dir: &Path) -> Result<Option<pb::RoutingSnapshot>, SnapshotError> {
+    let path = path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SnapshotError::Io { path, source }),
+    };
+    let corrupt = |reason: &str| SnapshotError::Corrupt {
+        path: path.clone(),
+        reason: reason.to_owned(),
+    };
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt("bad header"))?;
+    if rest.len() < 32 {
+        return Err(corrupt("truncated"));
+    }
+    let (checksum, body) = rest.split_at(32);
+    if Sha256::digest(body)[..] != *checksum {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let snapshot = pb::RoutingSnapshot::decode(body).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(Some(snapshot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Entries {
+        Entries::from([(
+            "w:a".to_owned(),
+            pb::RoutingEntry {
+                key: "w:a".into(),
+                entry: Some(pb::routing_entry::Entry::Workflow(pb::WorkflowRoute {
+                    id: "a".into(),
+                    status: "active".into(),
+                    ..Default::default()
+                })),
+            },
+        )])
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_damage_is_detected() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        assert!(load(dir.path())?.is_none());
+        save(dir.path(), 7, &entries())?;
+        let loaded = load(dir.path())?.ok_or("missing")?;
+        assert_eq!(loaded.version, 7);
+        assert_eq!(loaded.entries, entries().into_values().collect::<Vec<_>>());
+
+        let mut bytes = std::fs::read(path(dir.path()))?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(path(dir.path()), &bytes)?;
+        assert!(matches!(
+            load(dir.path()),
+            Err(SnapshotError::Corrupt { .. })
+        ));
+        std::fs::write(path(dir.path()), b"garbage")?;
+        assert!(matches!(
+            load(dir.path()),
+            Err(SnapshotError::Corrupt { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_does_not_replace_the_snapshot()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        save(dir.path(), 3, &entries())?;
+        // A process killed mid-write leaves only the temporary file behind.
+        std::fs::write(dir.path().join(format!("{FILE_NAME}.tmp")), b"half a sna")?;
+        assert_eq!(load(dir.path())?.map(|s| s.version), Some(3));
+        Ok(())
+    }
+}

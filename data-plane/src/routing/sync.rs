@@ -1,0 +1,239 @@
+//! Follows the control plane over `RoutingDistribution.Sync`: says hello with the version
+//! it holds, builds every received table off the hot path, swaps it in, persists it, then
+//! ACKs (or NACKs the refused entries). Reconnects with jittered exponential backoff capped
+//! at 10 s; while disconnected the last table keeps serving.
+
+use super::slot::{RoutingSlot, Source};
+use super::snapshot_file;
+use super::table::{Entries, RoutingTable};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::routing_distribution_client::RoutingDistributionClient;
+use switchboard_proto::v1::sync_request::Msg as Out;
+use switchboard_proto::v1::sync_response::Msg as In;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Silence after which the control plane is presumed gone.
+const SILENCE: Duration = Duration::from_secs(35);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// What the follower needs to know.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    pub control_plane: String,
+    pub node_id: String,
+    pub node_token: String,
+    /// Address this node serves on, reported in the hello.
+    pub address: String,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("control plane: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("control plane silent for {0:?}")]
+    Silent(Duration),
+}
+
+/// Runs until `shutdown` fires.
+pub async fn follow(config: Follow, slot: Arc<RoutingSlot>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let result = tokio::select! {
+            r = session(&config, &slot) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        slot.set_connected(false);
+        match result {
+            Ok(applied_any) => {
+                tracing::warn!("routing stream ended; reconnecting");
+                if applied_any {
+                    backoff = BACKOFF_START;
+                }
+            }
+            Err(SessionError::Status(status)) if status.code() == tonic::Code::Unauthenticated => {
+                tracing::error!("control plane refused the node token; retrying");
+            }
+            Err(err) => tracing::warn!(error = %err, "routing stream failed; reconnecting"),
+        }
+        // Full jitter in [backoff/2, backoff].
+        let half = backoff / 2;
+        let wait = half + half.mul_f64(rand::random::<f64>());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_CAP);
+    }
+}
+
+/// One stream. Returns whether it applied at least one table.
+async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.control_plane.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let channel = endpoint.connect().await?;
+    let mut client =
+        RoutingDistributionClient::new(channel).max_decoding_message_size(8 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<pb::SyncRequest>(8);
+    let held = slot.table().map_or(0, |t| t.version());
+    let hello = pb::Hello {
+        node_id: config.node_id.clone(),
+        address: config.address.clone(),
+        build_version: crate::BUILD_VERSION.to_owned(),
+        held_version: held,
+    };
+    send(&tx, Out::Hello(hello)).await?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    let token = config
+        .node_token
+        .parse()
+        .map_err(|_| SessionError::Protocol("--node-token is not a valid header value".into()))?;
+    request
+        .metadata_mut()
+        .insert("x-switchboard-node-token", token);
+    let mut inbound = client.sync(request).await?.into_inner();
+    slot.set_connected(true);
+    tracing::info!(control_plane = %config.control_plane, held_version = held, "connected to control plane");
+
+    let mut applied_any = false;
+    let mut pending: Option<Pending> = None;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.reset();
+    loop {
+        let message = tokio::select! {
+            m = tokio::time::timeout(SILENCE, inbound.message()) => m,
+            _ = heartbeat.tick() => {
+                let version = slot.table().map_or(0, |t| t.version());
+                send(&tx, Out::Heartbeat(pb::Heartbeat { version })).await?;
+                continue;
+            }
+        };
+        let msg = match message {
+            Err(_) => return Err(SessionError::Silent(SILENCE)),
+            Ok(Err(status)) => return Err(status.into()),
+            Ok(Ok(None)) => return Ok(applied_any),
+            Ok(Ok(Some(pb::SyncResponse { msg: None }))) => continue,
+            Ok(Ok(Some(pb::SyncResponse { msg: Some(msg) }))) => msg,
+        };
+        let table = match msg {
+            In::Heartbeat(_) => continue,
+            In::Snapshot(chunk) => {
+                let Some(entries) = collect(&mut pending, chunk)? else {
+                    continue;
+                };
+                let (version, entries) = entries;
+                build(move || RoutingTable::build(version, entries)).await?
+            }
+            In::Delta(delta) => {
+                let current = slot
+                    .table()
+                    .ok_or_else(|| SessionError::Protocol("delta without a base table".into()))?;
+                build(move || current.apply(&delta))
+                    .await?
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?
+            }
+        };
+        let reply = install(config, slot, table).await;
+        send(&tx, reply).await?;
+        applied_any = true;
+    }
+}
+
+/// Chunks of one snapshot being received.
+struct Pending {
+    version: i64,
+    next: u32,
+    count: u32,
+    entries: Entries,
+}
+
+/// Adds a chunk; returns the whole snapshot once its last chunk arrived.
+fn collect(
+    pending: &mut Option<Pending>,
+    chunk: pb::SnapshotChunk,
+) -> Result<Option<(i64, Entries)>, SessionError> {
+    if chunk.chunk_index == 0 {
+        *pending = Some(Pending {
+            version: chunk.version,
+            next: 0,
+            count: chunk.chunk_count,
+            entries: Entries::new(),
+        });
+    }
+    let p = pending
+        .as_mut()
+        .filter(|p| {
+            p.version == chunk.version
+                && p.next == chunk.chunk_index
+                && p.count == chunk.chunk_count
+        })
+        .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
+    p.entries
+        .extend(chunk.entries.into_iter().map(|e| (e.key.clone(), e)));
+    p.next += 1;
+    if p.next < p.count {
+        return Ok(None);
+    }
+    Ok(pending.take().map(|p| (p.version, p.entries)))
+}
+
+/// Runs CPU-heavy table building on the blocking pool, away from request handling.
+async fn build<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SessionError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SessionError::Protocol(format!("table build failed: {e}")))
+}
+
+/// Swaps the table in, persists it, and says how it went.
+async fn install(config: &Follow, slot: &RoutingSlot, table: RoutingTable) -> Out {
+    let table = Arc::new(table);
+    let version = table.version();
+    slot.store(table.clone(), Source::ControlPlane);
+    let dir = config.state_dir.clone();
+    let persisted = table.clone();
+    let saved = tokio::task::spawn_blocking(move || {
+        snapshot_file::save(&dir, persisted.version(), persisted.entries())
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "could not persist the routing table"),
+        Err(err) => tracing::error!(error = %err, "could not persist the routing table"),
+    }
+    let rejected = table.rejected();
+    metrics::gauge!("switchboard_routing_rejected_entries").set(rejected.len() as f64);
+    if rejected.is_empty() {
+        tracing::info!(version, "routing table applied");
+        Out::Ack(pb::Ack { version })
+    } else {
+        tracing::warn!(
+            version,
+            rejected = rejected.len(),
+            "routing table applied without refused entries"
+        );
+        Out::Nack(pb::Nack {
+            version,
+            rejected: rejected.to_vec(),
+        })
+    }
+}
+
+async fn send(tx: &mpsc::Sender<pb::SyncRequest>, msg: Out) -> Result<(), SessionError> {
+    tx.send(pb::SyncRequest { msg: Some(msg) })
+        .await
+        .map_err(|_| SessionError::Protocol("request stream closed".into()))
+}
