@@ -80,6 +80,7 @@ impl RoutingTable {
         for (key, trigger) in triggers {
             t.add_trigger(key, trigger);
         }
+        t.rejected.sort_by(|a, b| a.key.cmp(&b.key));
         t.entries = entries;
         t
     }
