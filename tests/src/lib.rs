@@ -3,12 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bulk;
 pub mod db;
 pub mod servers;
 
 pub use admin::Admin;
 pub use db::{Backend, TestDb};
-pub use servers::ControlPlane;
+pub use servers::{ControlPlane, DataPlane};
 
 /// Admin token every test control plane is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";

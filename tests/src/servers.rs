@@ -1,8 +1,10 @@
 //! Real servers started in-process on `127.0.0.1:0`, stopped through their shutdown future.
 
 use crate::{ADMIN_TOKEN, Admin, NODE_TOKEN};
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_control_plane::Config;
+use switchboard_data_plane::routing::RoutingSlot;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,7 +24,13 @@ impl ControlPlane {
     /// Starts a control plane on `database_url` and waits until its gRPC health check
     /// answers SERVING.
     pub async fn start(database_url: &str) -> anyhow::Result<Self> {
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(database_url, "127.0.0.1:0").await
+    }
+
+    /// Starts on a given gRPC address (to bring a stopped control plane back where its
+    /// data planes look for it).
+    pub async fn start_on(database_url: &str, grpc_addr: &str) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(grpc_addr).await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let grpc_addr = grpc.local_addr()?;
         let http_addr = http.local_addr()?;
@@ -91,6 +99,91 @@ impl ControlPlane {
 }
 
 impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A running data plane.
+#[derive(Debug)]
+pub struct DataPlane {
+    pub node_id: String,
+    pub http_url: String,
+    pub slot: Arc<RoutingSlot>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), switchboard_data_plane::Error>>>,
+}
+
+impl DataPlane {
+    /// Starts a data plane following `control_plane` with its state in `state_dir`. It
+    /// is not waited for: tests wait for the version they expect.
+    pub async fn start(
+        control_plane: &str,
+        node_id: &str,
+        state_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let http_url = format!("http://{}", http.local_addr()?);
+        let config = switchboard_data_plane::Config {
+            control_plane: control_plane.to_owned(),
+            node_id: Some(node_id.to_owned()),
+            node_token: NODE_TOKEN.to_owned(),
+            http_listen: http.local_addr()?,
+            state_dir: state_dir.to_owned(),
+        };
+        let slot = Arc::new(RoutingSlot::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchboard_data_plane::run(
+            config,
+            http,
+            slot.clone(),
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            node_id: node_id.to_owned(),
+            http_url,
+            slot,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Waits (up to 30 s) until the node has applied `version` or later.
+    pub async fn wait_version(&self, version: i64) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(30), self.slot.wait_for_version(version))
+            .await
+            .map_err(|_| {
+                let held = self.slot.table().map(|t| t.version());
+                anyhow::anyhow!(
+                    "{} did not reach version {version} (holds {held:?})",
+                    self.node_id
+                )
+            })
+    }
+
+    /// `GET /readyz`: status code and body.
+    pub async fn readyz(&self) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = reqwest::get(format!("{}/readyz", self.http_url)).await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DataPlane {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

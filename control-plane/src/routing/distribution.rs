@@ -137,7 +137,8 @@ struct Session {
 impl Session {
     async fn run(mut self, held: i64, mut inbound: Streaming<pb::SyncRequest>) {
         metrics::gauge!("switchboard_dataplane_nodes_connected").increment(1.0);
-        let mut sent = held;
+        // A node holding nothing says 0; no table is "at" version -1, so it gets a snapshot.
+        let mut sent = if held > 0 { held } else { -1 };
         let mut applied = held;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.reset();

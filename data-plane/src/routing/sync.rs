@@ -84,8 +84,7 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10));
     let channel = endpoint.connect().await?;
-    let mut client =
-        RoutingDistributionClient::new(channel).max_decoding_message_size(8 * 1024 * 1024);
+    let mut client = RoutingDistributionClient::new(channel);
     let (tx, rx) = mpsc::channel::<pb::SyncRequest>(8);
     let held = slot.table().map_or(0, |t| t.version());
     let hello = pb::Hello {

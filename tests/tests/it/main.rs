@@ -3,4 +3,5 @@
 
 mod catalog;
 mod cli;
+mod routing;
 mod server;

@@ -1,0 +1,391 @@
+//! Routing tables end to end: a real control plane compiles the catalog and pushes it to
+//! real data planes, which swap, persist and acknowledge it.
+
+use sea_orm::{ConnectionTrait, Database};
+use std::time::Duration;
+use switchboard_proto::v1 as pb;
+use switchboard_tests::admin::spec;
+use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, both_databases, bulk};
+
+const N1: &str = "106540352242922";
+const N2: &str = "106540352242923";
+
+both_databases!(
+    one_control_plane_and_three_data_planes_converge_on_every_change,
+    data_planes_serve_their_last_table_while_the_control_plane_is_away,
+    refused_entries_are_nacked_and_shown_in_nodes_list,
+);
+
+/// Polls `nodes list` until `check` holds (ACKs are recorded asynchronously).
+async fn nodes_until(
+    admin: &mut Admin,
+    check: impl Fn(&[pb::Node]) -> bool,
+) -> anyhow::Result<Vec<pb::Node>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = admin
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
+        if check(&nodes) {
+            return Ok(nodes);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never satisfied the check: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn one_control_plane_and_three_data_planes_converge_on_every_change(
+    b: Backend,
+) -> anyhow::Result<()> {
+    let db = TestDb::fresh(b).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let state = tempfile::tempdir()?;
+    let mut dps = Vec::new();
+    for i in 0..3 {
+        let dir = state.path().join(format!("dp{i}"));
+        dps.push(DataPlane::start(&cp.grpc_url, &format!("dp-{i}"), &dir).await?);
+    }
+    let converge = |version: i64| {
+        let dps = &dps;
+        async move {
+            for dp in dps {
+                dp.wait_version(version).await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+
+    let p = a.project("p").await?;
+    let n1 = a.number(&p.id, N1, true).await?;
+    let n2 = a.number(&p.id, N2, false).await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let message = a
+        .trigger(&w.id, spec("inbound_message", Some(N1), None))
+        .await?;
+    let read = a
+        .trigger(
+            &w.id,
+            spec("whatsapp_event", None, Some("whatsapp.message.read")),
+        )
+        .await?;
+    converge(a.routing_version().await?).await?;
+    for dp in &dps {
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        assert!(table.rejected().is_empty(), "{:?}", table.rejected());
+        let number = table.number(N2).cloned().unwrap_or_default();
+        assert_eq!(number.whatsapp_config_id, n2.whatsapp_config_id);
+        assert_eq!(
+            table
+                .message_trigger(n1.whatsapp_config_id)
+                .map(|t| t.id.as_str()),
+            Some(message.id.as_str())
+        );
+        // The project-wide event trigger covers every number of the project.
+        assert_eq!(
+            table
+                .event_trigger("whatsapp.message.read", &number)
+                .map(|t| t.id.as_str()),
+            Some(read.id.as_str())
+        );
+        assert_eq!(
+            table
+                .default_number(&p.id)
+                .map(|n| n.phone_number_id.as_str()),
+            Some(N1)
+        );
+        assert_eq!(
+            table.workflow(&w.id).map(|w| w.status.as_str()),
+            Some("active")
+        );
+    }
+
+    // A deactivated trigger stops routing on every node.
+    a.deactivate(&message.id).await?;
+    converge(a.routing_version().await?).await?;
+    for dp in &dps {
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        assert!(table.message_trigger(n1.whatsapp_config_id).is_none());
+        assert!(table.routed_trigger_ids().contains(read.id.as_str()));
+    }
+
+    // A draft workflow routes nothing; an API key and its revocation reach every node.
+    a.set_workflow_status(pb::SetWorkflowStatusRequest {
+        workflow_id: w.id.clone(),
+        status: "draft".into(),
+    })
+    .await?;
+    let key = a
+        .create_api_key(pb::CreateApiKeyRequest {
+            project_id: p.id.clone(),
+            name: "k".into(),
+            burst_limit: Some(5),
+        })
+        .await?
+        .into_inner();
+    let hash = sha_hex(&key.secret);
+    converge(a.routing_version().await?).await?;
+    for dp in &dps {
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        assert!(table.routed_trigger_ids().is_empty());
+        let route = table.api_key(&hash).cloned().unwrap_or_default();
+        assert_eq!(route.project_id, p.id);
+        assert!(!route.revoked);
+        assert_eq!(route.burst_limit, Some(5));
+    }
+    a.revoke_api_key(pb::RevokeApiKeyRequest {
+        api_key_id: key.api_key.map(|k| k.id).unwrap_or_default(),
+    })
+    .await?;
+    let latest = a.routing_version().await?;
+    converge(latest).await?;
+    for dp in &dps {
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        assert!(table.api_key(&hash).is_some_and(|k| k.revoked));
+        let (status, body) = dp.readyz().await?;
+        assert_eq!(status, 200);
+        assert_eq!(body["routing_version"], latest);
+        assert_eq!(body["source"], "control_plane");
+        assert_eq!(body["control_plane_connected"], true);
+    }
+
+    let nodes = nodes_until(&mut a, |nodes| {
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n.applied_version == latest && n.connected)
+    })
+    .await?;
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.latest_version == latest && n.last_error.is_none())
+    );
+    assert_eq!(nodes[0].node_id, "dp-0");
+    for dp in dps {
+        dp.stop().await?;
+    }
+    nodes_until(&mut a, |nodes| nodes.iter().all(|n| !n.connected)).await?;
+    cp.stop().await
+}
+
+fn sha_hex(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+async fn data_planes_serve_their_last_table_while_the_control_plane_is_away(
+    b: Backend,
+) -> anyhow::Result<()> {
+    let db = TestDb::fresh(b).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let grpc_addr = cp.grpc_url.trim_start_matches("http://").to_owned();
+    let mut a = cp.admin().await?;
+    let state = tempfile::tempdir()?;
+
+    // Before any table: not ready.
+    let dp = DataPlane::start(&cp.grpc_url, "dp-a", state.path()).await?;
+    let p = a.project("p").await?;
+    let n1 = a.number(&p.id, N1, false).await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let t = a
+        .trigger(&w.id, spec("inbound_message", Some(N1), None))
+        .await?;
+    let version = a.routing_version().await?;
+    dp.wait_version(version).await?;
+    nodes_until(&mut a, |n| n.iter().any(|n| n.applied_version == version)).await?;
+
+    // The control plane goes away: the node keeps serving what it has.
+    cp.stop().await?;
+    let (status, body) = dp.readyz().await?;
+    assert_eq!(status, 200);
+    assert_eq!(body["source"], "control_plane");
+    assert_eq!(body["routing_version"], version);
+
+    // Restarted while the control plane is still away: it serves from disk.
+    dp.stop().await?;
+    let dp = DataPlane::start(&format!("http://{grpc_addr}"), "dp-a", state.path()).await?;
+    let (status, body) = dp.readyz().await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "disk");
+    assert_eq!(body["routing_version"], version);
+    assert_eq!(body["control_plane_connected"], false);
+    let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert_eq!(
+        table
+            .message_trigger(n1.whatsapp_config_id)
+            .map(|x| x.id.clone()),
+        Some(t.id.clone())
+    );
+
+    // The control plane returns at the same address: the node resyncs without a restart.
+    let cp = ControlPlane::start_on(&db.url, &grpc_addr).await?;
+    let mut a = cp.admin().await?;
+    a.deactivate(&t.id).await?;
+    let newer = a.routing_version().await?;
+    dp.wait_version(newer).await?;
+    let (_, body) = dp.readyz().await?;
+    assert_eq!(body["source"], "control_plane");
+    assert_eq!(body["control_plane_connected"], true);
+    let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert!(table.message_trigger(n1.whatsapp_config_id).is_none());
+    dp.stop().await?;
+    cp.stop().await
+}
+
+async fn refused_entries_are_nacked_and_shown_in_nodes_list(b: Backend) -> anyhow::Result<()> {
+    let db = TestDb::fresh(b).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let state = tempfile::tempdir()?;
+    let dp = DataPlane::start(&cp.grpc_url, "dp-nack", state.path()).await?;
+    let p = a.project("p").await?;
+    let n1 = a.number(&p.id, N1, false).await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let good = a
+        .trigger(&w.id, spec("inbound_message", Some(N1), None))
+        .await?;
+
+    // A row this build cannot route (an event type it does not know), as a newer control
+    // plane or a hand-edited database could produce; it arrives in the same version.
+    let bad_id = "01a214e0-0000-7000-8000-00000000bad0";
+    let conn = Database::connect(&db.url).await?;
+    conn.execute_unprepared(&format!(
+        "INSERT INTO triggers (id, workflow_id, project_id, trigger_type, whatsapp_config_id,
+             event_type, active, created_at, updated_at)
+         VALUES ('{bad_id}', '{}', '{}', 'whatsapp_event', NULL, 'whatsapp.message.edited',
+             true, '2026-11-25T00:00:00Z', '2026-11-25T00:00:00Z')",
+        w.id, p.id
+    ))
+    .await?;
+    conn.execute_unprepared("UPDATE routing_state SET version = version + 1 WHERE id = 1")
+        .await?;
+    conn.close().await?;
+    let version = a.routing_version().await?;
+    dp.wait_version(version).await?;
+
+    let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert_eq!(
+        table
+            .rejected()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect::<Vec<_>>(),
+        [format!("t:{bad_id}")]
+    );
+    // The valid rest is applied.
+    assert_eq!(
+        table
+            .message_trigger(n1.whatsapp_config_id)
+            .map(|t| t.id.clone()),
+        Some(good.id)
+    );
+    let nodes = nodes_until(&mut a, |n| n.iter().any(|n| n.last_error.is_some())).await?;
+    let error = nodes[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(bad_id) && error.contains("whatsapp.message.edited"),
+        "{error}"
+    );
+    assert_eq!(nodes[0].applied_version, version);
+    dp.stop().await?;
+    cp.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_node_token_is_refused_and_gets_no_table() -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Sqlite).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let channel = tonic::transport::Channel::from_shared(cp.grpc_url.clone())?
+        .connect()
+        .await?;
+    let mut client =
+        switchboard_proto::v1::routing_distribution_client::RoutingDistributionClient::new(channel);
+    let hello = pb::SyncRequest {
+        msg: Some(pb::sync_request::Msg::Hello(pb::Hello {
+            node_id: "intruder".into(),
+            held_version: 0,
+            ..Default::default()
+        })),
+    };
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![hello]));
+    request
+        .metadata_mut()
+        .insert("x-switchboard-node-token", "wrong-token".parse()?);
+    let err = client.sync(request).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut a = cp.admin().await?;
+    assert!(
+        a.list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes
+            .is_empty()
+    );
+    cp.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_trigger_snapshot_crosses_the_wire_in_chunks() -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let p = a.project("big").await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let version =
+        bulk::message_triggers(&db.url, &p.id, &w.id, 500_000_000_000_000, 100_000).await?;
+    // The whole table is ~30 MB; the node keeps tonic's 4 MiB message limit, so it can only
+    // arrive in chunks.
+    let state = tempfile::tempdir()?;
+    let dp = DataPlane::start(&cp.grpc_url, "dp-big", state.path()).await?;
+    dp.wait_version(version).await?;
+    // The ACK follows persistence.
+    nodes_until(&mut a, |n| n.iter().any(|n| n.applied_version == version)).await?;
+    let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert_eq!(table.routed_trigger_ids().len(), 100_000);
+    assert!(table.rejected().is_empty());
+    assert!(table.number("500000000099999").is_some());
+    let file = std::fs::metadata(state.path().join("routing.snapshot"))?;
+    assert!(
+        file.len() > 4 * 1024 * 1024,
+        "persisted {} bytes",
+        file.len()
+    );
+    dp.stop().await?;
+    cp.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_reaches_data_planes_of_another() -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let first = ControlPlane::start(&db.url).await?;
+    let second = ControlPlane::start(&db.url).await?;
+    let state = tempfile::tempdir()?;
+    let dp = DataPlane::start(&second.grpc_url, "dp-second", state.path()).await?;
+    let mut a = first.admin().await?;
+    let p = a.project("p").await?;
+    let n = a.number(&p.id, N1, false).await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let t = a
+        .trigger(&w.id, spec("inbound_message", Some(N1), None))
+        .await?;
+    dp.wait_version(a.routing_version().await?).await?;
+    let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert_eq!(
+        table
+            .message_trigger(n.whatsapp_config_id)
+            .map(|x| x.id.clone()),
+        Some(t.id)
+    );
+    // The node is visible through either replica.
+    let mut b = second.admin().await?;
+    let nodes = nodes_until(&mut b, |n| n.len() == 1 && n[0].connected).await?;
+    assert_eq!(nodes[0].node_id, "dp-second");
+    dp.stop().await?;
+    first.stop().await?;
+    second.stop().await
+}
