@@ -34,11 +34,7 @@ pub fn load_persisted(config: &Config, slot: &RoutingSlot) {
     }
     match snapshot_file::load(&config.state_dir) {
         Ok(Some(snapshot)) => {
-            let entries = snapshot
-                .entries
-                .into_iter()
-                .map(|e| (e.key.clone(), e))
-                .collect();
+            let entries = routing::table::entries(snapshot.entries);
             let table = RoutingTable::build(snapshot.version, entries);
             tracing::info!(
                 version = table.version(),

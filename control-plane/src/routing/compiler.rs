@@ -169,8 +169,6 @@ pub fn diff(old: &CompiledTable, new: &CompiledTable) -> pb::Delta {
         .filter(|key| !new.entries.contains_key(*key))
         .cloned()
         .collect();
-    upserts.sort_by(|a, b| a.key.cmp(&b.key));
-    removals.sort();
     pb::Delta {
         from_version: old.version,
         to_version: new.version,

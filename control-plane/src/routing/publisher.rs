@@ -48,6 +48,22 @@ impl Published {
     /// version of this table and the result is small; `None` means "send a snapshot".
     pub fn delta_from(&self, held: i64) -> Option<pb::Delta> {
         let start = self.deltas.iter().position(|d| d.from_version == held)?;
+        // Cheap bound before merging: the merged delta is at most the sum of the parts.
+        let upper: usize = self
+            .deltas
+            .iter()
+            .skip(start)
+            .map(|d| d.encoded_len())
+            .sum();
+        if upper > MAX_DELTA_BYTES
+            && self
+                .deltas
+                .iter()
+                .skip(start)
+                .any(|d| d.encoded_len() > MAX_DELTA_BYTES)
+        {
+            return None;
+        }
         let mut changes: HashMap<&str, Option<&pb::RoutingEntry>> = HashMap::new();
         for delta in self.deltas.iter().skip(start) {
             for removed in &delta.removals {
@@ -80,13 +96,10 @@ impl Published {
 }
 
 fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
-    let mut keys: Vec<&String> = table.entries.keys().collect();
-    keys.sort();
     let mut chunks = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
-    for key in keys {
-        let entry = &table.entries[key];
+    for entry in table.entries.values() {
         let len = entry.encoded_len() + 8;
         if bytes + len > CHUNK_BYTES && !current.is_empty() {
             chunks.push(std::mem::take(&mut current));

@@ -38,7 +38,7 @@ pub fn save(dir: &Path, version: i64, entries: &Entries) -> Result<(), SnapshotE
     let mut body = Vec::with_capacity(entries.len() * 160 + 16);
     prost::encoding::int64::encode(1, &version, &mut body);
     for entry in entries.values() {
-        prost::encoding::message::encode(2, entry, &mut body);
+        prost::encoding::message::encode(2, &**entry, &mut body);
     }
     let checksum = Sha256::digest(&body);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
@@ -89,17 +89,14 @@ mod tests {
     use super::*;
 
     fn entries() -> Entries {
-        Entries::from([(
-            "w:a".to_owned(),
-            pb::RoutingEntry {
-                key: "w:a".into(),
-                entry: Some(pb::routing_entry::Entry::Workflow(pb::WorkflowRoute {
-                    id: "a".into(),
-                    status: "active".into(),
-                    ..Default::default()
-                })),
-            },
-        )])
+        super::super::table::entries([pb::RoutingEntry {
+            key: "w:a".into(),
+            entry: Some(pb::routing_entry::Entry::Workflow(pb::WorkflowRoute {
+                id: "a".into(),
+                status: "active".into(),
+                ..Default::default()
+            })),
+        }])
     }
 
     #[test]
@@ -109,7 +106,13 @@ mod tests {
         save(dir.path(), 7, &entries())?;
         let loaded = load(dir.path())?.ok_or("missing")?;
         assert_eq!(loaded.version, 7);
-        assert_eq!(loaded.entries, entries().into_values().collect::<Vec<_>>());
+        assert_eq!(
+            loaded.entries,
+            entries()
+                .into_values()
+                .map(|e| (*e).clone())
+                .collect::<Vec<_>>()
+        );
 
         let mut bytes = std::fs::read(path(dir.path()))?;
         let last = bytes.len() - 1;

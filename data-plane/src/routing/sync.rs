@@ -179,8 +179,7 @@ fn collect(
                 && p.count == chunk.chunk_count
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
-    p.entries
-        .extend(chunk.entries.into_iter().map(|e| (e.key.clone(), e)));
+    p.entries.extend(super::table::entries(chunk.entries));
     p.next += 1;
     if p.next < p.count {
         return Ok(None);

@@ -4,6 +4,7 @@
 //! lookup.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
@@ -19,8 +20,16 @@ pub const EVENT_TYPES: [&str; 7] = [
 ];
 
 /// Entries as the control plane sent them, by key (including refused ones, so a later
-/// delta that completes them can be accepted).
-pub type Entries = HashMap<String, pb::RoutingEntry>;
+/// delta that completes them can be accepted). Indexes share the same allocations.
+pub type Entries = HashMap<Arc<str>, Arc<pb::RoutingEntry>>;
+
+/// Turns received entries into [`Entries`].
+pub fn entries(received: impl IntoIterator<Item = pb::RoutingEntry>) -> Entries {
+    received
+        .into_iter()
+        .map(|e| (Arc::from(e.key.as_str()), Arc::new(e)))
+        .collect()
+}
 
 /// A delta that does not start at this table's version.
 #[derive(Debug, thiserror::Error)]
@@ -30,19 +39,21 @@ pub struct VersionMismatch {
     pub held: i64,
 }
 
+type Shared = Arc<pb::RoutingEntry>;
+
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     version: i64,
     entries: Entries,
     rejected: Vec<pb::RejectedEntry>,
-    api_keys: HashMap<String, pb::ApiKeyRoute>,
-    numbers: HashMap<String, pb::NumberRoute>,
-    number_ids: HashMap<i64, String>,
-    default_numbers: HashMap<String, i64>,
-    workflows: HashMap<String, pb::WorkflowRoute>,
-    message_triggers: HashMap<i64, pb::TriggerRoute>,
-    event_triggers: HashMap<String, HashMap<i64, pb::TriggerRoute>>,
-    project_event_triggers: HashMap<String, HashMap<String, pb::TriggerRoute>>,
+    api_keys: HashMap<String, Shared>,
+    numbers: HashMap<String, Shared>,
+    number_ids: HashMap<i64, Shared>,
+    default_numbers: HashMap<String, Shared>,
+    workflows: HashMap<String, Shared>,
+    message_triggers: HashMap<i64, Shared>,
+    event_triggers: HashMap<String, HashMap<i64, Shared>>,
+    project_event_triggers: HashMap<String, HashMap<String, Shared>>,
 }
 
 fn reject(rejected: &mut Vec<pb::RejectedEntry>, key: &str, reason: impl Into<String>) {
@@ -52,33 +63,60 @@ fn reject(rejected: &mut Vec<pb::RejectedEntry>, key: &str, reason: impl Into<St
     });
 }
 
+fn api_key(e: &pb::RoutingEntry) -> Option<&pb::ApiKeyRoute> {
+    match &e.entry {
+        Some(Entry::ApiKey(k)) => Some(k),
+        _ => None,
+    }
+}
+
+fn number(e: &pb::RoutingEntry) -> Option<&pb::NumberRoute> {
+    match &e.entry {
+        Some(Entry::Number(n)) => Some(n),
+        _ => None,
+    }
+}
+
+fn workflow(e: &pb::RoutingEntry) -> Option<&pb::WorkflowRoute> {
+    match &e.entry {
+        Some(Entry::Workflow(w)) => Some(w),
+        _ => None,
+    }
+}
+
+fn trigger(e: &pb::RoutingEntry) -> Option<&pb::TriggerRoute> {
+    match &e.entry {
+        Some(Entry::Trigger(t)) => Some(t),
+        _ => None,
+    }
+}
+
 impl RoutingTable {
-    /// Validates and indexes `entries` at `version`.
+    /// Validates and indexes `entries` at `version`. The catalog's unique indexes keep
+    /// duplicates out; should one arrive anyway, the entry met second is refused.
     pub fn build(version: i64, entries: Entries) -> Self {
         let mut t = RoutingTable {
             version,
             ..Default::default()
         };
-        let mut keys: Vec<&String> = entries.keys().collect();
-        keys.sort();
-        let mut triggers = Vec::new();
-        for key in keys {
-            let entry = &entries[key];
+        // Triggers refer to workflows and numbers, so they come in a second pass.
+        for (key, entry) in &entries {
             match &entry.entry {
                 None => reject(
                     &mut t.rejected,
                     key,
                     "unknown entry kind (newer control plane?)",
                 ),
-                Some(Entry::ApiKey(k)) => t.add_api_key(key, k),
-                Some(Entry::Number(n)) => t.add_number(key, n),
-                Some(Entry::Workflow(w)) => t.add_workflow(key, w),
-                Some(Entry::Trigger(tr)) => triggers.push((key, tr)),
+                Some(Entry::ApiKey(k)) => t.add_api_key(key, k, entry),
+                Some(Entry::Number(n)) => t.add_number(key, n, entry),
+                Some(Entry::Workflow(w)) => t.add_workflow(key, w, entry),
+                Some(Entry::Trigger(_)) => {}
             }
         }
-        // Triggers refer to workflows and numbers, so they come last.
-        for (key, trigger) in triggers {
-            t.add_trigger(key, trigger);
+        for (key, entry) in &entries {
+            if let Some(Entry::Trigger(tr)) = &entry.entry {
+                t.add_trigger(key, tr, entry);
+            }
         }
         t.rejected.sort_by(|a, b| a.key.cmp(&b.key));
         t.entries = entries;
@@ -95,16 +133,16 @@ impl RoutingTable {
         }
         let mut entries = self.entries.clone();
         for key in &delta.removals {
-            entries.remove(key);
+            entries.remove(key.as_str());
         }
         for upsert in &delta.upserts {
-            entries.insert(upsert.key.clone(), upsert.clone());
+            entries.insert(Arc::from(upsert.key.as_str()), Arc::new(upsert.clone()));
         }
         Ok(Self::build(delta.to_version, entries))
     }
 
-    fn add_api_key(&mut self, key: &str, k: &pb::ApiKeyRoute) {
-        if key != format!("k:{}", k.id) {
+    fn add_api_key(&mut self, key: &str, k: &pb::ApiKeyRoute, e: &Shared) {
+        if key.strip_prefix("k:") != Some(k.id.as_str()) {
             return reject(&mut self.rejected, key, "key does not match the API key id");
         }
         let hash = k.secret_sha256.to_ascii_lowercase();
@@ -115,11 +153,11 @@ impl RoutingTable {
                 "secret_sha256 is not a SHA-256 in hex",
             );
         }
-        self.api_keys.insert(hash, k.clone());
+        self.api_keys.insert(hash, e.clone());
     }
 
-    fn add_number(&mut self, key: &str, n: &pb::NumberRoute) {
-        if key != format!("n:{}", n.whatsapp_config_id) {
+    fn add_number(&mut self, key: &str, n: &pb::NumberRoute, e: &Shared) {
+        if key.strip_prefix("n:") != Some(n.whatsapp_config_id.to_string().as_str()) {
             return reject(&mut self.rejected, key, "key does not match the config id");
         }
         if n.phone_number_id.is_empty() || !n.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -136,16 +174,14 @@ impl RoutingTable {
                     "second default number of the project",
                 );
             }
-            self.default_numbers
-                .insert(n.project_id.clone(), n.whatsapp_config_id);
+            self.default_numbers.insert(n.project_id.clone(), e.clone());
         }
-        self.number_ids
-            .insert(n.whatsapp_config_id, n.phone_number_id.clone());
-        self.numbers.insert(n.phone_number_id.clone(), n.clone());
+        self.number_ids.insert(n.whatsapp_config_id, e.clone());
+        self.numbers.insert(n.phone_number_id.clone(), e.clone());
     }
 
-    fn add_workflow(&mut self, key: &str, w: &pb::WorkflowRoute) {
-        if key != format!("w:{}", w.id) {
+    fn add_workflow(&mut self, key: &str, w: &pb::WorkflowRoute, e: &Shared) {
+        if key.strip_prefix("w:") != Some(w.id.as_str()) {
             return reject(
                 &mut self.rejected,
                 key,
@@ -159,14 +195,14 @@ impl RoutingTable {
                 format!("unknown workflow status {:?}", w.status),
             );
         }
-        self.workflows.insert(w.id.clone(), w.clone());
+        self.workflows.insert(w.id.clone(), e.clone());
     }
 
-    fn add_trigger(&mut self, key: &str, t: &pb::TriggerRoute) {
-        if key != format!("t:{}", t.id) {
+    fn add_trigger(&mut self, key: &str, t: &pb::TriggerRoute, e: &Shared) {
+        if key.strip_prefix("t:") != Some(t.id.as_str()) {
             return reject(&mut self.rejected, key, "key does not match the trigger id");
         }
-        match self.workflows.get(&t.workflow_id) {
+        match self.workflow(&t.workflow_id) {
             Some(w) if w.status == "active" && w.project_id == t.project_id => {}
             Some(_) => {
                 return reject(
@@ -179,9 +215,7 @@ impl RoutingTable {
         }
         if let Some(config_id) = t.whatsapp_config_id {
             let owned = self
-                .number_ids
-                .get(&config_id)
-                .and_then(|pnid| self.numbers.get(pnid))
+                .number_by_config_id(config_id)
                 .is_some_and(|n| n.project_id == t.project_id);
             if !owned {
                 return reject(
@@ -204,7 +238,7 @@ impl RoutingTable {
                         "number already has a message trigger",
                     );
                 }
-                self.message_triggers.insert(config_id, t.clone());
+                self.message_triggers.insert(config_id, e.clone());
             }
             ("whatsapp_event", number, Some(event)) => {
                 if !EVENT_TYPES.contains(&event) {
@@ -232,12 +266,12 @@ impl RoutingTable {
                         .event_triggers
                         .entry(event.to_owned())
                         .or_default()
-                        .insert(config_id, t.clone()),
+                        .insert(config_id, e.clone()),
                     None => self
                         .project_event_triggers
                         .entry(event.to_owned())
                         .or_default()
-                        .insert(t.project_id.clone(), t.clone()),
+                        .insert(t.project_id.clone(), e.clone()),
                 };
             }
             (kind, ..) => reject(
@@ -263,32 +297,30 @@ impl RoutingTable {
 
     /// The API key whose secret hashes to `sha256_hex`.
     pub fn api_key(&self, sha256_hex: &str) -> Option<&pb::ApiKeyRoute> {
-        self.api_keys.get(sha256_hex)
+        self.api_keys.get(sha256_hex).and_then(|e| api_key(e))
     }
 
     pub fn number(&self, phone_number_id: &str) -> Option<&pb::NumberRoute> {
-        self.numbers.get(phone_number_id)
+        self.numbers.get(phone_number_id).and_then(|e| number(e))
     }
 
     pub fn number_by_config_id(&self, config_id: i64) -> Option<&pb::NumberRoute> {
-        self.number_ids
-            .get(&config_id)
-            .and_then(|p| self.numbers.get(p))
+        self.number_ids.get(&config_id).and_then(|e| number(e))
     }
 
     pub fn default_number(&self, project_id: &str) -> Option<&pb::NumberRoute> {
-        self.default_numbers
-            .get(project_id)
-            .and_then(|id| self.number_by_config_id(*id))
+        self.default_numbers.get(project_id).and_then(|e| number(e))
     }
 
     pub fn workflow(&self, workflow_id: &str) -> Option<&pb::WorkflowRoute> {
-        self.workflows.get(workflow_id)
+        self.workflows.get(workflow_id).and_then(|e| workflow(e))
     }
 
     /// The active message trigger of a number.
     pub fn message_trigger(&self, config_id: i64) -> Option<&pb::TriggerRoute> {
-        self.message_triggers.get(&config_id)
+        self.message_triggers
+            .get(&config_id)
+            .and_then(|e| trigger(e))
     }
 
     /// The event trigger for `event` on a number: its own, else its project's.
@@ -305,9 +337,10 @@ impl RoutingTable {
                     .get(event)
                     .and_then(|m| m.get(&number.project_id))
             })
+            .and_then(|e| trigger(e))
     }
 
-    /// Keys of every entry that routes (for diagnostics and tests).
+    /// Ids of every trigger that routes (for diagnostics and tests).
     pub fn routed_trigger_ids(&self) -> HashSet<&str> {
         self.message_triggers
             .values()
@@ -317,6 +350,7 @@ impl RoutingTable {
                     .values()
                     .flat_map(HashMap::values),
             )
+            .filter_map(|e| trigger(e))
             .map(|t| t.id.as_str())
             .collect()
     }
@@ -326,14 +360,12 @@ impl RoutingTable {
 mod tests {
     use super::*;
 
-    fn e(key: &str, entry: Entry) -> (String, pb::RoutingEntry) {
-        (
-            key.to_owned(),
-            pb::RoutingEntry {
-                key: key.to_owned(),
-                entry: Some(entry),
-            },
-        )
+    fn e(key: &str, entry: Entry) -> (Arc<str>, Shared) {
+        let entry = pb::RoutingEntry {
+            key: key.to_owned(),
+            entry: Some(entry),
+        };
+        (Arc::from(key), Arc::new(entry))
     }
 
     fn sample() -> Entries {
@@ -419,11 +451,11 @@ mod tests {
             }),
         )]);
         entries.insert(
-            "x:1".into(),
-            pb::RoutingEntry {
+            Arc::from("x:1"),
+            Arc::new(pb::RoutingEntry {
                 key: "x:1".into(),
                 entry: None,
-            },
+            }),
         );
         let t = RoutingTable::build(6, entries);
         let keys: Vec<&str> = t.rejected().iter().map(|r| r.key.as_str()).collect();

@@ -1,0 +1,186 @@
+//! Routing-table benchmark (`cargo bench -p switchboard-tests --bench routing`; needs
+//! `cargo build --release --bins` and PostgreSQL). Prints, for each table size, how long the
+//! control plane takes to compile the catalog, how long a change takes to be compiled,
+//! pushed and applied by a data-plane process, and that process's memory; then the time one
+//! trigger change takes to be visible on 10 connected data planes.
+//!
+//! Sizes: `SWITCHBOARD_BENCH_SIZES=1000,100000,1000000` (the default).
+
+use std::time::{Duration, Instant};
+use switchboard_control_plane::catalog::Catalog;
+use switchboard_control_plane::routing::compiler;
+use switchboard_proto::v1 as pb;
+use switchboard_tests::admin::spec;
+use switchboard_tests::{Backend, ControlPlane, DataPlane, NODE_TOKEN, TestDb, binary, bulk};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sizes: Vec<u64> = std::env::var("SWITCHBOARD_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!(
+        "| triggers | compile (CP) | change → applied on DP | → ACK (persisted) | DP RSS | DP peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        table_size(n).await?;
+    }
+    propagation(10, 100).await
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// VmRSS and VmHWM of a process, in MiB.
+fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn readyz_version(client: &reqwest::Client, url: &str) -> Option<i64> {
+    let body: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    body["routing_version"].as_i64()
+}
+
+async fn table_size(n: u64) -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut admin = cp.admin().await?;
+    let p = admin.project("bench").await?;
+    let w = admin.workflow(&p.id, "bench", "active").await?;
+    let initial = admin.routing_version().await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let state = tempfile::tempdir()?;
+    let mut child = tokio::process::Command::new(binary("data-plane")?)
+        .args(["--control-plane", &cp.grpc_url, "--node-id", "bench-dp"])
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or_default();
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let http = reqwest::Client::new();
+    while readyz_version(&http, &readyz).await < Some(initial) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let version = bulk::message_triggers(&db.url, &p.id, &w.id, 700_000_000_000_000, n).await?;
+    let changed = Instant::now();
+    while readyz_version(&http, &readyz).await < Some(version) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let applied = changed.elapsed();
+    loop {
+        let nodes = admin
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
+        if nodes.iter().any(|n| n.applied_version >= version) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let acked = changed.elapsed();
+    let (rss_now, rss_peak) = rss(pid);
+
+    // Compile alone, on the same catalog.
+    let conn = sea_orm::Database::connect(&db.url).await?;
+    let catalog = Catalog::new(conn);
+    let started = Instant::now();
+    let table = compiler::compile(&catalog).await?;
+    let compile = started.elapsed();
+    assert!(table.entries.len() as u64 >= 2 * n);
+
+    println!(
+        "| {n} | {} | {} | {} | {:.0} MiB | {:.0} MiB |",
+        ms(compile),
+        ms(applied),
+        ms(acked),
+        rss_now,
+        rss_peak
+    );
+    child.kill().await?;
+    cp.stop().await
+}
+
+async fn propagation(nodes: usize, changes: usize) -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut admin = cp.admin().await?;
+    let p = admin.project("bench").await?;
+    let w = admin.workflow(&p.id, "bench", "active").await?;
+    bulk::message_triggers(&db.url, &p.id, &w.id, 800_000_000_000_000, 1000).await?;
+    admin.number(&p.id, "999999999999999", false).await?;
+    let t = admin
+        .trigger(
+            &w.id,
+            spec(
+                "whatsapp_event",
+                Some("999999999999999"),
+                Some("whatsapp.message.read"),
+            ),
+        )
+        .await?;
+    let state = tempfile::tempdir()?;
+    let mut dps = Vec::new();
+    for i in 0..nodes {
+        dps.push(
+            DataPlane::start(
+                &cp.grpc_url,
+                &format!("dp-{i}"),
+                &state.path().join(i.to_string()),
+            )
+            .await?,
+        );
+    }
+    let version = admin.routing_version().await?;
+    for dp in &dps {
+        dp.wait_version(version).await?;
+    }
+    let mut samples = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let started = Instant::now();
+        let changed = if i % 2 == 0 {
+            admin.deactivate(&t.id).await?
+        } else {
+            admin.activate(&t.id).await?
+        };
+        let _ = changed;
+        let version = admin.routing_version().await?;
+        for dp in &dps {
+            dp.wait_version(version).await?;
+        }
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    println!(
+        "\none trigger change (admin call → applied on all {nodes} data planes, 1k-trigger table, {changes} changes): \
+         p50 {}, p99 {}, max {}",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    );
+    for dp in dps {
+        dp.stop().await?;
+    }
+    cp.stop().await
+}
