@@ -157,13 +157,13 @@ pub fn build(
 
 /// The changes from `old` to `new`.
 pub fn diff(old: &CompiledTable, new: &CompiledTable) -> pb::Delta {
-    let mut upserts: Vec<pb::RoutingEntry> = new
+    let upserts: Vec<pb::RoutingEntry> = new
         .entries
         .iter()
         .filter(|(key, e)| old.entries.get(*key) != Some(*e))
         .map(|(_, e)| e.clone())
         .collect();
-    let mut removals: Vec<String> = old
+    let removals: Vec<String> = old
         .entries
         .keys()
         .filter(|key| !new.entries.contains_key(*key))
