@@ -1,7 +1,7 @@
-//! `switchboard dev`: a local Switchboard for newcomers. Runs the control plane in-process on
-//! the default ports with a SQLite catalog under `./.switchboard-dev/`, seeds a demo project
-//! on first start, and prints everything needed to try it. A second start reuses the data
-//! and the credentials stored next to it.
+//! `switchboard dev`: a local Switchboard for newcomers. Runs the control plane and one data
+//! plane in-process on the default ports with a SQLite catalog under `./.switchboard-dev/`,
+//! seeds a demo project on first start, and prints everything needed to try it. A second
+//! start reuses the data and the credentials stored next to it.
 
 use crate::args::Dev;
 use crate::commands::{Client, Failure, connect, error_chain};
@@ -15,6 +15,7 @@ const DEMO_PHONE_NUMBER_ID: &str = "123456789012345";
 const DEMO_DISPLAY_NUMBER: &str = "+15550000000";
 const GRPC_LISTEN: &str = "127.0.0.1:50051";
 const HTTP_LISTEN: &str = "127.0.0.1:8080";
+const DATA_PLANE_LISTEN: &str = "127.0.0.1:8081";
 
 /// Generated once per dev directory; dev only (the file is created with mode 0600).
 #[derive(Serialize, Deserialize, Default)]
@@ -96,11 +97,23 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         admin_token: credentials.admin_token.clone(),
         node_token: credentials.node_token.clone(),
     };
+    let data_plane_http = bind(DATA_PLANE_LISTEN).await?;
+    // One Ctrl-C stops both planes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics =
+        switchboard_control_plane::metrics_handle().map_err(|e| Failure::Refused(e.to_string()))?;
     let control_plane = tokio::spawn(switchboard_control_plane::run(
         config,
         grpc,
         http,
-        shutdown_signal(),
+        stopped(stop_rx.clone()),
     ));
 
     let url = format!("http://{GRPC_LISTEN}");
@@ -109,15 +122,37 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         seed(&mut client, &mut credentials).await?;
         save(&path, &credentials)?;
     }
+    let data_plane_config = switchboard_data_plane::Config {
+        control_plane: url.clone(),
+        node_id: Some("dev".into()),
+        node_token: credentials.node_token.clone(),
+        http_listen: data_plane_http
+            .local_addr()
+            .map_err(|e| Failure::Refused(e.to_string()))?,
+        state_dir: args.dir.join("dp-state"),
+    };
+    let data_plane = tokio::spawn(switchboard_data_plane::run(
+        data_plane_config,
+        data_plane_http,
+        std::sync::Arc::new(switchboard_data_plane::routing::RoutingSlot::default()),
+        Some(metrics),
+        stopped(stop_rx),
+    ));
     print_welcome(&credentials);
 
-    match control_plane.await {
+    let (cp, dp) = tokio::join!(control_plane, data_plane);
+    let failed = |plane: &str, e: &dyn std::error::Error| {
+        Failure::Refused(format!("{plane}: {}", error_chain(e)))
+    };
+    match dp {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(failed("data plane", &e)),
+        Err(e) => return Err(failed("data plane task", &e)),
+    }
+    match cp {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Refused(format!(
-            "control plane: {}",
-            error_chain(&e)
-        ))),
-        Err(e) => Err(Failure::Refused(format!("control plane task: {e}"))),
+        Ok(Err(e)) => Err(failed("control plane", &e)),
+        Err(e) => Err(failed("control plane task", &e)),
     }
 }
 
@@ -198,6 +233,7 @@ fn print_welcome(c: &Credentials) {
         "\nSwitchboard dev is running (Ctrl-C to stop).\n\
          \n  control plane gRPC   http://{GRPC_LISTEN}\
          \n  control plane HTTP   http://{HTTP_LISTEN}/healthz, /metrics\
+         \n  data plane HTTP      http://{DATA_PLANE_LISTEN}/readyz, /healthz, /metrics\
          \n\n  admin token          {}\
          \n  node token           {}\
          \n  API key              {}\
@@ -210,7 +246,10 @@ fn print_welcome(c: &Credentials) {
          \n  export SWITCHBOARD_ADMIN_TOKEN={}\
          \n  cargo run --release --bin switchboard -- triggers list --project {project}\
          \n  cargo run --release --bin switchboard -- audit list\
-         \n\nThe data plane (webhooks, API trigger endpoint) is not part of this build yet.\n",
+         \n  cargo run --release --bin switchboard -- nodes list\
+         \n  curl -s http://{DATA_PLANE_LISTEN}/readyz\
+         \n\nThe data plane holds the routing table; its webhook and API-trigger endpoints\
+         \narrive with their issues.\n",
         c.admin_token,
         c.node_token,
         c.api_key.as_deref().unwrap_or("-"),

@@ -5,7 +5,7 @@
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
 use sea_orm::{
-    AccessMode, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, Statement,
+    AccessMode, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, QuerySelect, Statement,
     TransactionTrait,
 };
 use std::collections::HashMap;
@@ -63,20 +63,61 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
         .transpose()?
         .unwrap_or_default();
     let keys = api_key::Entity::find().all(&txn).await?;
-    let numbers = whatsapp_config::Entity::find().all(&txn).await?;
     let workflows = workflow::Entity::find().all(&txn).await?;
-    let triggers = trigger::Entity::find().all(&txn).await?;
+    // Numbers and triggers are the large tables: select only what routes, by position.
+    use trigger::Column as T;
+    use whatsapp_config::Column as N;
+    let numbers: Vec<NumberRow> = whatsapp_config::Entity::find()
+        .select_only()
+        .columns([
+            N::Id,
+            N::ProjectId,
+            N::PhoneNumberId,
+            N::DisplayPhoneNumber,
+            N::IsDefault,
+            N::AccessToken,
+        ])
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let triggers: Vec<TriggerRow> = trigger::Entity::find()
+        .select_only()
+        .columns([
+            T::Id,
+            T::WorkflowId,
+            T::ProjectId,
+            T::TriggerType,
+            T::WhatsappConfigId,
+            T::EventType,
+            T::Active,
+        ])
+        .into_tuple()
+        .all(&txn)
+        .await?;
     txn.commit().await?;
     Ok(build(version, keys, numbers, workflows, triggers))
 }
+
+/// `(id, project_id, phone_number_id, display_phone_number, is_default, access_token)`.
+pub type NumberRow = (i64, String, String, String, bool, Option<String>);
+/// `(id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active)`.
+pub type TriggerRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    bool,
+);
 
 /// The pure part of compilation, separate so it can be benchmarked and unit-tested.
 pub fn build(
     version: i64,
     keys: Vec<api_key::Model>,
-    numbers: Vec<whatsapp_config::Model>,
+    numbers: Vec<NumberRow>,
     workflows: Vec<workflow::Model>,
-    triggers: Vec<trigger::Model>,
+    triggers: Vec<TriggerRow>,
 ) -> CompiledTable {
     let mut entries =
         HashMap::with_capacity(keys.len() + numbers.len() + workflows.len() + triggers.len());
@@ -92,19 +133,21 @@ pub fn build(
             }),
         )
     }));
-    entries.extend(numbers.into_iter().map(|n| {
-        entry(
-            number_key(n.id),
-            Entry::Number(pb::NumberRoute {
-                whatsapp_config_id: n.id,
-                project_id: n.project_id,
-                phone_number_id: n.phone_number_id,
-                display_phone_number: n.display_phone_number,
-                is_default: n.is_default,
-                access_token: n.access_token,
-            }),
-        )
-    }));
+    entries.extend(numbers.into_iter().map(
+        |(id, project_id, phone_number_id, display_phone_number, is_default, access_token)| {
+            entry(
+                number_key(id),
+                Entry::Number(pb::NumberRoute {
+                    whatsapp_config_id: id,
+                    project_id,
+                    phone_number_id,
+                    display_phone_number,
+                    is_default,
+                    access_token,
+                }),
+            )
+        },
+    ));
     let mut routes: HashMap<String, pb::WorkflowRoute> = workflows
         .into_iter()
         .map(|w| {
@@ -119,31 +162,33 @@ pub fn build(
             )
         })
         .collect();
-    for t in triggers {
-        let Some(route) = routes.get_mut(&t.workflow_id) else {
+    for (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) in
+        triggers
+    {
+        let Some(route) = routes.get_mut(&workflow_id) else {
             continue;
         };
-        if !route.trigger_types.contains(&t.trigger_type) {
-            route.trigger_types.push(t.trigger_type.clone());
+        if !route.trigger_types.contains(&trigger_type) {
+            route.trigger_types.push(trigger_type.clone());
         }
-        if t.trigger_type == "api_call" {
-            route.api_trigger_active = t.active;
-            route.api_trigger_id = Some(t.id);
+        if trigger_type == "api_call" {
+            route.api_trigger_active = active;
+            route.api_trigger_id = Some(id);
             continue;
         }
         // Only active triggers of active workflows route.
-        if !t.active || route.status != "active" {
+        if !active || route.status != "active" {
             continue;
         }
         let (key, e) = entry(
-            trigger_key(&t.id),
+            trigger_key(&id),
             Entry::Trigger(pb::TriggerRoute {
-                id: t.id,
-                workflow_id: t.workflow_id,
-                project_id: t.project_id,
-                r#type: t.trigger_type,
-                whatsapp_config_id: t.whatsapp_config_id,
-                event_type: t.event_type,
+                id,
+                workflow_id,
+                project_id,
+                r#type: trigger_type,
+                whatsapp_config_id,
+                event_type,
             }),
         );
         entries.insert(key, e);
@@ -193,18 +238,16 @@ mod tests {
         }
     }
 
-    fn trig(id: &str, workflow: &str, kind: &str, active: bool) -> trigger::Model {
-        trigger::Model {
-            id: id.into(),
-            workflow_id: workflow.into(),
-            project_id: "p".into(),
-            trigger_type: kind.into(),
-            whatsapp_config_id: (kind == "inbound_message").then_some(1),
-            event_type: None,
+    fn trig(id: &str, workflow: &str, kind: &str, active: bool) -> TriggerRow {
+        (
+            id.into(),
+            workflow.into(),
+            "p".into(),
+            kind.into(),
+            (kind == "inbound_message").then_some(1),
+            None,
             active,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
+        )
     }
 
     #[test]

@@ -182,7 +182,8 @@ impl Session {
     async fn send_table(&self, published: &Published, sent: &mut i64) -> bool {
         let version = published.version();
         if *sent == version {
-            return true;
+            // Tell the node its table is current (it may have loaded it from disk).
+            return self.send(Out::Heartbeat(pb::Heartbeat { version })).await;
         }
         let ok = match published.delta_from(*sent) {
             Some(delta) => {

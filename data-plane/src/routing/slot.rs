@@ -67,6 +67,19 @@ impl RoutingSlot {
         self.version.send_replace(version);
     }
 
+    /// Marks the current table as the control plane's when it holds `version`.
+    pub fn confirm(&self, version: i64) {
+        if let Some(loaded) = self.load()
+            && loaded.source != Source::ControlPlane
+            && loaded.table.version() == version
+        {
+            self.current.store(Some(Arc::new(Loaded {
+                table: loaded.table.clone(),
+                source: Source::ControlPlane,
+            })));
+        }
+    }
+
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         metrics::gauge!("switchboard_control_plane_connected").set(f64::from(u8::from(connected)));

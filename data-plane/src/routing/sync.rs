@@ -127,7 +127,11 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
             Ok(Ok(Some(pb::SyncResponse { msg: Some(msg) }))) => msg,
         };
         let table = match msg {
-            In::Heartbeat(_) => continue,
+            In::Heartbeat(beat) => {
+                // The control plane vouches for the table we hold (e.g. one read from disk).
+                slot.confirm(beat.version);
+                continue;
+            }
             In::Snapshot(chunk) => {
                 let Some(entries) = collect(&mut pending, chunk)? else {
                     continue;

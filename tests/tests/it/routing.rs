@@ -223,9 +223,23 @@ async fn data_planes_serve_their_last_table_while_the_control_plane_is_away(
         Some(t.id.clone())
     );
 
-    // The control plane returns at the same address: the node resyncs without a restart.
+    // The control plane returns at the same address: the node reconnects without a restart
+    // and, holding the current version, is told so; then it follows new changes.
     let cp = ControlPlane::start_on(&db.url, &grpc_addr).await?;
     let mut a = cp.admin().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = dp.readyz().await?;
+        if body["source"] == "control_plane" && body["control_plane_connected"] == true {
+            assert_eq!(body["routing_version"], version);
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never confirmed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     a.deactivate(&t.id).await?;
     let newer = a.routing_version().await?;
     dp.wait_version(newer).await?;
