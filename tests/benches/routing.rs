@@ -21,9 +21,9 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     println!(
-        "| triggers | compile (CP) | change → applied on DP | → ACK (persisted) | DP RSS | DP peak RSS |"
+        "| triggers | compile (CP) | change → applied on DP | → ACK (persisted) | DP RSS | DP peak RSS | new DP joins (push + apply) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         table_size(n).await?;
     }
@@ -46,6 +46,27 @@ fn rss(pid: u32) -> (f64, f64) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Starts a `data-plane` process; returns it and its `/readyz` URL.
+fn spawn_data_plane(
+    control_plane: &str,
+    node_id: &str,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = tokio::process::Command::new(binary("data-plane")?)
+        .args(["--control-plane", control_plane, "--node-id", node_id])
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    Ok((child, format!("http://127.0.0.1:{port}/readyz")))
 }
 
 async fn readyz_version(client: &reqwest::Client, url: &str) -> Option<i64> {
@@ -109,15 +130,26 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let compile = started.elapsed();
     assert!(table.entries.len() as u64 >= 2 * n);
 
+    // A second node joining now gets the compiled table as a snapshot: push + apply only.
+    let joined = Instant::now();
+    let (mut second, second_readyz) =
+        spawn_data_plane(&cp.grpc_url, "bench-dp-2", &state.path().join("second"))?;
+    while readyz_version(&http, &second_readyz).await < Some(version) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let join = joined.elapsed();
+
     println!(
-        "| {n} | {} | {} | {} | {:.0} MiB | {:.0} MiB |",
+        "| {n} | {} | {} | {} | {:.0} MiB | {:.0} MiB | {} |",
         ms(compile),
         ms(applied),
         ms(acked),
         rss_now,
-        rss_peak
+        rss_peak,
+        ms(join)
     );
     child.kill().await?;
+    second.kill().await?;
     cp.stop().await
 }
 

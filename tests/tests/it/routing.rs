@@ -403,3 +403,50 @@ async fn a_change_through_one_replica_reaches_data_planes_of_another() -> anyhow
     first.stop().await?;
     second.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_ahead_of_a_restored_control_plane_gets_a_full_snapshot() -> anyhow::Result<()>
+{
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let grpc_addr = cp.grpc_url.trim_start_matches("http://").to_owned();
+    let mut a = cp.admin().await?;
+    let state = tempfile::tempdir()?;
+    let dp = DataPlane::start(&cp.grpc_url, "dp-ahead", state.path()).await?;
+    let p = a.project("p").await?;
+    let n = a.number(&p.id, N1, false).await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let t = a
+        .trigger(&w.id, spec("inbound_message", Some(N1), None))
+        .await?;
+    let held = a.routing_version().await?;
+    dp.wait_version(held).await?;
+    cp.stop().await?;
+
+    // "Restore" an older database: the trigger is gone and the version counter is lower.
+    let conn = Database::connect(&db.url).await?;
+    conn.execute_unprepared(&format!("DELETE FROM triggers WHERE id = '{}'", t.id))
+        .await?;
+    conn.execute_unprepared("UPDATE routing_state SET version = 2 WHERE id = 1")
+        .await?;
+    conn.close().await?;
+
+    let cp = ControlPlane::start_on(&db.url, &grpc_addr).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        if table.version() == 2 {
+            assert!(table.message_trigger(n.whatsapp_config_id).is_none());
+            assert!(table.number(N1).is_some());
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node still at version {} (held {held})",
+            table.version()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dp.stop().await?;
+    cp.stop().await
+}
