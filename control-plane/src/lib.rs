@@ -142,3 +142,21 @@ pub async fn run(
     tracing::info!("control plane stopped");
     Ok(())
 }
+
+/// Completes on SIGINT or SIGTERM (for binaries embedding the control plane).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutdown requested");
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested");
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard_control_plane::{Config, MigrateConfig, db, migrate, run};
+use switchboard_control_plane::{Config, MigrateConfig, db, migrate, run, shutdown_signal};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -92,27 +92,4 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
 }

@@ -16,19 +16,7 @@ use sea_orm::{
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// Trigger types; the strings are also `system.trigger_type`.
-pub const TRIGGER_TYPES: [&str; 3] = ["inbound_message", "whatsapp_event", "api_call"];
-
-/// Event types a `whatsapp_event` trigger can observe.
-pub const EVENT_TYPES: [&str; 7] = [
-    "whatsapp.message.received",
-    "whatsapp.message.sent",
-    "whatsapp.message.delivered",
-    "whatsapp.message.read",
-    "whatsapp.message.failed",
-    "whatsapp.conversation.created",
-    "whatsapp.conversation.ended",
-];
+pub use switchboard_proto::{EVENT_TYPES, TRIGGER_TYPES};
 
 /// What a trigger should be (create and replace-all).
 #[derive(Clone, Debug, Default)]

@@ -9,15 +9,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
 /// Event types this build understands.
-pub const EVENT_TYPES: [&str; 7] = [
-    "whatsapp.message.received",
-    "whatsapp.message.sent",
-    "whatsapp.message.delivered",
-    "whatsapp.message.read",
-    "whatsapp.message.failed",
-    "whatsapp.conversation.created",
-    "whatsapp.conversation.ended",
-];
+pub use switchboard_proto::EVENT_TYPES;
 
 /// Entries as the control plane sent them, by key (including refused ones, so a later
 /// delta that completes them can be accepted). Indexes share the same allocations.
