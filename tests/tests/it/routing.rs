@@ -450,3 +450,47 @@ async fn a_data_plane_ahead_of_a_restored_control_plane_gets_a_full_snapshot() -
     dp.stop().await?;
     cp.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_snapshot_is_ignored_and_the_control_plane_fills_in() -> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Sqlite).await?;
+    let state = tempfile::tempdir()?;
+    std::fs::write(
+        state.path().join("routing.snapshot"),
+        b"SWITCHBOARD-ROUTING-1\nnot a table",
+    )?;
+    // No control plane yet: the damaged file is not served.
+    let dp = DataPlane::start("http://127.0.0.1:9", "dp-corrupt", state.path()).await?;
+    let (status, body) = dp.readyz().await?;
+    assert_eq!(status, 503, "{body}");
+    dp.stop().await?;
+
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let p = a.project("p").await?;
+    a.workflow(&p.id, "w", "active").await?;
+    let version = a.routing_version().await?;
+    assert!(version > 0);
+    let dp = DataPlane::start(&cp.grpc_url, "dp-corrupt", state.path()).await?;
+    dp.wait_version(version).await?;
+    nodes_until(&mut a, |n| {
+        n.iter()
+            .any(|n| n.node_id == "dp-corrupt" && n.applied_version == version)
+    })
+    .await?;
+    let (status, body) = dp.readyz().await?;
+    assert_eq!(status, 200);
+    assert_eq!(body["source"], "control_plane");
+    // The file was replaced by a good one.
+    let restarted = {
+        dp.stop().await?;
+        DataPlane::start("http://127.0.0.1:9", "dp-corrupt", state.path()).await?
+    };
+    let (status, body) = restarted.readyz().await?;
+    assert_eq!(
+        (status, body["source"].clone()),
+        (200, serde_json::json!("disk"))
+    );
+    restarted.stop().await?;
+    cp.stop().await
+}
