@@ -13,7 +13,7 @@ const SECRET_PREFIX: &str = "sbk_";
 const VISIBLE_CHARS: usize = 12;
 
 /// Hex SHA-256 of an API key secret, as stored and as routed by the data plane.
-pub fn hash_secret(secret: &str) -> String {
+fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

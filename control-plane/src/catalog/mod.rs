@@ -18,11 +18,10 @@ mod triggers;
 mod validate;
 mod workflows;
 
-pub use api_keys::hash_secret;
 pub use error::{Error, Result};
 pub use nodes::Applied;
 pub use numbers::NewNumber;
-pub use triggers::{EVENT_TYPES, TRIGGER_TYPES, TriggerFilter, TriggerSpec, TriggerView};
+pub use triggers::{TriggerFilter, TriggerSpec, TriggerView};
 
 use crate::db::audit_event;
 use chrono::{DateTime, Utc};

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub use switchboard_proto::{EVENT_TYPES, TRIGGER_TYPES};
+use switchboard_proto::{EVENT_TYPES, TRIGGER_TYPES};
 
 /// What a trigger should be (create and replace-all).
 #[derive(Clone, Debug, Default)]

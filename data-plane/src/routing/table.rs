@@ -8,8 +8,7 @@ use std::sync::Arc;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
-/// Event types this build understands.
-pub use switchboard_proto::EVENT_TYPES;
+use switchboard_proto::EVENT_TYPES;
 
 /// Entries as the control plane sent them, by key (including refused ones, so a later
 /// delta that completes them can be accepted). Indexes share the same allocations.
