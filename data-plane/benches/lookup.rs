@@ -4,7 +4,6 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use switchboard_data_plane::routing::RoutingTable;
-use switchboard_data_plane::routing::table::entries;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
@@ -57,13 +56,14 @@ fn table(n: u64) -> RoutingTable {
             })),
         });
     }
-    RoutingTable::build(1, entries(all))
+    RoutingTable::build(1, all)
 }
 
 fn lookups(c: &mut Criterion) {
     let mut group = c.benchmark_group("routing_lookup");
     for n in [1_000u64, 100_000, 1_000_000] {
         let t = table(n);
+        let workflow = uuid::Uuid::parse_str(WORKFLOW).unwrap_or_default();
         // Probe keys spread over the table, precomputed so only the lookup is timed.
         let probes: Vec<(String, String)> = (0..1024u64)
             .map(|j| {
@@ -90,7 +90,7 @@ fn lookups(c: &mut Criterion) {
                 let (_, hash) = &probes[j % probes.len()];
                 j += 1;
                 let key = t.api_key(black_box(hash));
-                black_box(key.and_then(|_| t.workflow(WORKFLOW)))
+                black_box(key.and_then(|_| t.workflow(&workflow)))
             })
         });
     }

@@ -34,8 +34,7 @@ pub fn load_persisted(config: &Config, slot: &RoutingSlot) {
     }
     match snapshot_file::load(&config.state_dir) {
         Ok(Some(snapshot)) => {
-            let entries = routing::table::entries(snapshot.entries);
-            let table = RoutingTable::build(snapshot.version, entries);
+            let table = RoutingTable::build(snapshot.version, snapshot.entries);
             tracing::info!(
                 version = table.version(),
                 "serving the routing table persisted on disk"

@@ -2,7 +2,7 @@
 //! (temporary file, fsync, rename, fsync of the directory) behind a SHA-256 checksum, so a
 //! crash mid-write leaves the previous file and a damaged file is detected, not loaded.
 
-use super::table::Entries;
+use super::table::RoutingTable;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -27,18 +27,18 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
-/// Writes `entries` at `version` atomically.
-pub fn save(dir: &Path, version: i64, entries: &Entries) -> Result<(), SnapshotError> {
+/// Writes `table` atomically.
+pub fn save(dir: &Path, table: &RoutingTable) -> Result<(), SnapshotError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| SnapshotError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // Encode the RoutingSnapshot message field by field, without copying the entries.
-    let mut body = Vec::with_capacity(entries.len() * 160 + 16);
-    prost::encoding::int64::encode(1, &version, &mut body);
-    for entry in entries.values() {
-        prost::encoding::message::encode(2, &**entry, &mut body);
+    let mut body = Vec::new();
+    prost::encoding::int64::encode(1, &table.version(), &mut body);
+    for entry in table.to_entries() {
+        prost::encoding::message::encode(2, &entry, &mut body);
     }
     let checksum = Sha256::digest(&body);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
@@ -88,31 +88,29 @@ pub fn load(dir: &Path) -> Result<Option<pb::RoutingSnapshot>, SnapshotError> {
 mod tests {
     use super::*;
 
-    fn entries() -> Entries {
-        super::super::table::entries([pb::RoutingEntry {
-            key: "w:a".into(),
-            entry: Some(pb::routing_entry::Entry::Workflow(pb::WorkflowRoute {
-                id: "a".into(),
-                status: "active".into(),
-                ..Default::default()
-            })),
-        }])
+    fn table(version: i64) -> RoutingTable {
+        RoutingTable::build(
+            version,
+            [pb::RoutingEntry {
+                key: "w:01a214e0-0000-7000-8000-00000000000b".into(),
+                entry: Some(pb::routing_entry::Entry::Workflow(pb::WorkflowRoute {
+                    id: "01a214e0-0000-7000-8000-00000000000b".into(),
+                    project_id: "01a214e0-0000-7000-8000-00000000000a".into(),
+                    status: "active".into(),
+                    ..Default::default()
+                })),
+            }],
+        )
     }
 
     #[test]
     fn snapshots_round_trip_and_damage_is_detected() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         assert!(load(dir.path())?.is_none());
-        save(dir.path(), 7, &entries())?;
+        save(dir.path(), &table(7))?;
         let loaded = load(dir.path())?.ok_or("missing")?;
         assert_eq!(loaded.version, 7);
-        assert_eq!(
-            loaded.entries,
-            entries()
-                .into_values()
-                .map(|e| (*e).clone())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(loaded.entries, table(7).to_entries().collect::<Vec<_>>());
 
         let mut bytes = std::fs::read(path(dir.path()))?;
         let last = bytes.len() - 1;
@@ -134,7 +132,7 @@ mod tests {
     fn a_leftover_temporary_file_does_not_replace_the_snapshot()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        save(dir.path(), 3, &entries())?;
+        save(dir.path(), &table(3))?;
         // A process killed mid-write leaves only the temporary file behind.
         std::fs::write(dir.path().join(format!("{FILE_NAME}.tmp")), b"half a sna")?;
         assert_eq!(load(dir.path())?.map(|s| s.version), Some(3));

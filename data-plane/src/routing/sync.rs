@@ -5,7 +5,7 @@
 
 use super::slot::{RoutingSlot, Source};
 use super::snapshot_file;
-use super::table::{Entries, RoutingTable};
+use super::table::{Builder, RoutingTable};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,13 +132,15 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
                 slot.confirm(beat.version);
                 continue;
             }
-            In::Snapshot(chunk) => {
-                let Some(entries) = collect(&mut pending, chunk)? else {
+            In::Snapshot(chunk) => match collect(pending.take(), chunk).await? {
+                Collected::Partial(p) => {
+                    pending = Some(p);
                     continue;
-                };
-                let (version, entries) = entries;
-                build(move || RoutingTable::build(version, entries)).await?
-            }
+                }
+                Collected::Complete(version, builder) => {
+                    build(move || builder.build(version)).await?
+                }
+            },
             In::Delta(delta) => {
                 let current = slot
                     .table()
@@ -154,41 +156,52 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
     }
 }
 
-/// Chunks of one snapshot being received.
+/// Chunks of one snapshot being received, parsed as they arrive.
 struct Pending {
     version: i64,
     next: u32,
     count: u32,
-    entries: Entries,
+    builder: Builder,
 }
 
-/// Adds a chunk; returns the whole snapshot once its last chunk arrived.
-fn collect(
-    pending: &mut Option<Pending>,
+enum Collected {
+    Partial(Pending),
+    Complete(i64, Builder),
+}
+
+/// Adds a chunk (parsed on the blocking pool, so the received messages are freed at once).
+async fn collect(
+    pending: Option<Pending>,
     chunk: pb::SnapshotChunk,
-) -> Result<Option<(i64, Entries)>, SessionError> {
-    if chunk.chunk_index == 0 {
-        *pending = Some(Pending {
+) -> Result<Collected, SessionError> {
+    let pending = if chunk.chunk_index == 0 {
+        Some(Pending {
             version: chunk.version,
             next: 0,
             count: chunk.chunk_count,
-            entries: Entries::new(),
-        });
-    }
-    let p = pending
-        .as_mut()
+            builder: Builder::default(),
+        })
+    } else {
+        pending
+    };
+    let mut p = pending
         .filter(|p| {
             p.version == chunk.version
                 && p.next == chunk.chunk_index
                 && p.count == chunk.chunk_count
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
-    p.entries.extend(super::table::entries(chunk.entries));
-    p.next += 1;
-    if p.next < p.count {
-        return Ok(None);
-    }
-    Ok(pending.take().map(|p| (p.version, p.entries)))
+    p = build(move || {
+        p.builder.add(chunk.entries);
+        p.next += 1;
+        p
+    })
+    .await?;
+    Ok(if p.next < p.count {
+        Collected::Partial(p)
+    } else {
+        Collected::Complete(p.version, p.builder)
+    })
 }
 
 /// Runs CPU-heavy table building on the blocking pool, away from request handling.
@@ -207,10 +220,7 @@ async fn install(config: &Follow, slot: &RoutingSlot, table: RoutingTable) -> Ou
     slot.store(table.clone(), Source::ControlPlane);
     let dir = config.state_dir.clone();
     let persisted = table.clone();
-    let saved = tokio::task::spawn_blocking(move || {
-        snapshot_file::save(&dir, persisted.version(), persisted.entries())
-    })
-    .await;
+    let saved = tokio::task::spawn_blocking(move || snapshot_file::save(&dir, &persisted)).await;
     match saved {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "could not persist the routing table"),

@@ -2,25 +2,17 @@
 //! from the entries the control plane sent, validated entry by entry (refused entries are
 //! reported, the valid rest is indexed), then swapped in whole. Every lookup is a hash
 //! lookup.
+//!
+//! Entries are kept in a compact form (UUIDs as 128-bit values, Meta ids as integers, types
+//! as small enums) rather than as received protobuf messages: a million triggers must fit
+//! in a few hundred megabytes. [`RoutingTable::to_entries`] gives the protobuf form back for
+//! persistence.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use switchboard_proto::EVENT_TYPES;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
-
-use switchboard_proto::EVENT_TYPES;
-
-/// Entries as the control plane sent them, by key (including refused ones, so a later
-/// delta that completes them can be accepted). Indexes share the same allocations.
-pub type Entries = HashMap<Arc<str>, Arc<pb::RoutingEntry>>;
-
-/// Turns received entries into [`Entries`].
-pub fn entries(received: impl IntoIterator<Item = pb::RoutingEntry>) -> Entries {
-    received
-        .into_iter()
-        .map(|e| (Arc::from(e.key.as_str()), Arc::new(e)))
-        .collect()
-}
+use uuid::Uuid;
 
 /// A delta that does not start at this table's version.
 #[derive(Debug, thiserror::Error)]
@@ -30,88 +22,281 @@ pub struct VersionMismatch {
     pub held: i64,
 }
 
-type Shared = Arc<pb::RoutingEntry>;
+/// One of [`EVENT_TYPES`], by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventType(u8);
+
+impl EventType {
+    pub fn parse(name: &str) -> Option<Self> {
+        EVENT_TYPES
+            .iter()
+            .position(|e| *e == name)
+            .and_then(|i| u8::try_from(i).ok())
+            .map(EventType)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        EVENT_TYPES[usize::from(self.0)]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub secret_sha256: [u8; 32],
+    pub burst_limit: Option<u32>,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Number {
+    pub whatsapp_config_id: i64,
+    pub project_id: Uuid,
+    /// Meta's id, which is decimal digits.
+    pub phone_number_id: u64,
+    pub display_phone_number: Box<str>,
+    pub is_default: bool,
+    pub access_token: Option<Box<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workflow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub active: bool,
+    /// The workflow's api_call trigger and whether it is active.
+    pub api_trigger: Option<(Uuid, bool)>,
+    /// Trigger types the workflow has, active or not (names from the catalog).
+    pub trigger_types: Box<[Box<str>]>,
+}
+
+/// An active message or event trigger of an active workflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    pub project_id: Uuid,
+    /// `None` for a message trigger.
+    pub event: Option<EventType>,
+    pub whatsapp_config_id: Option<i64>,
+}
+
+impl Trigger {
+    pub fn trigger_type(&self) -> &'static str {
+        if self.event.is_some() {
+            "whatsapp_event"
+        } else {
+            "inbound_message"
+        }
+    }
+}
+
+/// Entries by identity, as the control plane sent them (parsed).
+#[derive(Clone, Debug, Default)]
+struct Sources {
+    api_keys: HashMap<Uuid, ApiKey>,
+    numbers: HashMap<i64, Number>,
+    workflows: HashMap<Uuid, Workflow>,
+    triggers: HashMap<Uuid, Trigger>,
+    /// Entries this build cannot parse, kept so they survive persistence and deltas.
+    unparsed: HashMap<String, (pb::RoutingEntry, String)>,
+}
 
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     version: i64,
-    entries: Entries,
+    sources: Sources,
     rejected: Vec<pb::RejectedEntry>,
-    api_keys: HashMap<String, Shared>,
-    numbers: HashMap<String, Shared>,
-    number_ids: HashMap<i64, Shared>,
-    default_numbers: HashMap<String, Shared>,
-    workflows: HashMap<String, Shared>,
-    message_triggers: HashMap<i64, Shared>,
-    event_triggers: HashMap<String, HashMap<i64, Shared>>,
-    project_event_triggers: HashMap<String, HashMap<String, Shared>>,
+    api_keys_by_hash: HashMap<[u8; 32], Uuid>,
+    numbers_by_meta_id: HashMap<u64, i64>,
+    default_numbers: HashMap<Uuid, i64>,
+    message_triggers: HashMap<i64, Uuid>,
+    event_triggers: HashMap<(EventType, i64), Uuid>,
+    project_event_triggers: HashMap<(EventType, Uuid), Uuid>,
 }
 
-fn reject(rejected: &mut Vec<pb::RejectedEntry>, key: &str, reason: impl Into<String>) {
-    rejected.push(pb::RejectedEntry {
-        key: key.to_owned(),
-        reason: reason.into(),
-    });
+/// Meta's `phone_number_id` as a number; only canonical decimal strings qualify, so the
+/// text form round-trips exactly.
+fn meta_id(value: &str) -> Option<u64> {
+    let canonical = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && (value.len() == 1 || !value.starts_with('0'));
+    canonical.then(|| value.parse().ok()).flatten()
 }
 
-fn api_key(e: &pb::RoutingEntry) -> Option<&pb::ApiKeyRoute> {
-    match &e.entry {
-        Some(Entry::ApiKey(k)) => Some(k),
-        _ => None,
+fn uuid(field: &str, value: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(value).map_err(|_| format!("{field} is not a UUID"))
+}
+
+fn key_matches(key: &str, prefix: &str, id: &str) -> Result<(), String> {
+    if key.strip_prefix(prefix) == Some(id) {
+        Ok(())
+    } else {
+        Err("key does not match the entry's id".to_owned())
     }
 }
 
-fn number(e: &pb::RoutingEntry) -> Option<&pb::NumberRoute> {
-    match &e.entry {
-        Some(Entry::Number(n)) => Some(n),
-        _ => None,
+/// Parses one entry into `sources` (replacing an earlier entry of the same key), or keeps
+/// it as unparsed with the reason.
+fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
+    sources.unparsed.remove(&entry.key);
+    let key = entry.key.clone();
+    let parsed: Result<(), String> = (|| match &entry.entry {
+        None => Err("unknown entry kind (newer control plane?)".to_owned()),
+        Some(Entry::ApiKey(k)) => {
+            key_matches(&key, "k:", &k.id)?;
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&k.secret_sha256, &mut hash)
+                .map_err(|_| "secret_sha256 is not a SHA-256 in hex".to_owned())?;
+            let id = uuid("id", &k.id)?;
+            sources.api_keys.insert(
+                id,
+                ApiKey {
+                    id,
+                    project_id: uuid("project_id", &k.project_id)?,
+                    secret_sha256: hash,
+                    burst_limit: k.burst_limit,
+                    revoked: k.revoked,
+                },
+            );
+            Ok(())
+        }
+        Some(Entry::Number(n)) => {
+            key_matches(&key, "n:", &n.whatsapp_config_id.to_string())?;
+            let meta_id = meta_id(&n.phone_number_id)
+                .ok_or_else(|| "phone_number_id is not a decimal number".to_owned())?;
+            sources.numbers.insert(
+                n.whatsapp_config_id,
+                Number {
+                    whatsapp_config_id: n.whatsapp_config_id,
+                    project_id: uuid("project_id", &n.project_id)?,
+                    phone_number_id: meta_id,
+                    display_phone_number: n.display_phone_number.as_str().into(),
+                    is_default: n.is_default,
+                    access_token: n.access_token.as_deref().map(Into::into),
+                },
+            );
+            Ok(())
+        }
+        Some(Entry::Workflow(w)) => {
+            key_matches(&key, "w:", &w.id)?;
+            let active = match w.status.as_str() {
+                "active" => true,
+                "draft" => false,
+                other => return Err(format!("unknown workflow status {other:?}")),
+            };
+            let api_trigger = match &w.api_trigger_id {
+                Some(id) => Some((uuid("api_trigger_id", id)?, w.api_trigger_active)),
+                None => None,
+            };
+            let id = uuid("id", &w.id)?;
+            sources.workflows.insert(
+                id,
+                Workflow {
+                    id,
+                    project_id: uuid("project_id", &w.project_id)?,
+                    active,
+                    api_trigger,
+                    trigger_types: w.trigger_types.iter().map(|t| t.as_str().into()).collect(),
+                },
+            );
+            Ok(())
+        }
+        Some(Entry::Trigger(t)) => {
+            key_matches(&key, "t:", &t.id)?;
+            let event = match (
+                t.r#type.as_str(),
+                t.event_type.as_deref(),
+                t.whatsapp_config_id,
+            ) {
+                ("inbound_message", None, Some(_)) => None,
+                ("whatsapp_event", Some(name), _) => Some(
+                    EventType::parse(name).ok_or_else(|| format!("unknown event type {name:?}"))?,
+                ),
+                (kind, ..) => return Err(format!("malformed {kind:?} trigger")),
+            };
+            let id = uuid("id", &t.id)?;
+            sources.triggers.insert(
+                id,
+                Trigger {
+                    id,
+                    workflow_id: uuid("workflow_id", &t.workflow_id)?,
+                    project_id: uuid("project_id", &t.project_id)?,
+                    event,
+                    whatsapp_config_id: t.whatsapp_config_id,
+                },
+            );
+            Ok(())
+        }
+    })();
+    if let Err(reason) = parsed {
+        sources.unparsed.insert(key, (entry, reason));
     }
 }
 
-fn workflow(e: &pb::RoutingEntry) -> Option<&pb::WorkflowRoute> {
-    match &e.entry {
-        Some(Entry::Workflow(w)) => Some(w),
+/// Removes the entry with `key` from `sources`.
+fn remove_from(sources: &mut Sources, key: &str) {
+    sources.unparsed.remove(key);
+    let (kind, id) = key.split_at(key.find(':').map_or(0, |i| i + 1));
+    match kind {
+        "k:" => Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| sources.api_keys.remove(&id))
+            .map(drop),
+        "w:" => Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| sources.workflows.remove(&id))
+            .map(drop),
+        "t:" => Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| sources.triggers.remove(&id))
+            .map(drop),
+        "n:" => id
+            .parse()
+            .ok()
+            .and_then(|id| sources.numbers.remove(&id))
+            .map(drop),
         _ => None,
+    };
+}
+
+/// Puts `id` in `slot` unless it is taken; says whether it was.
+fn claim<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, slot: K, id: V) -> bool {
+    match map.entry(slot) {
+        std::collections::hash_map::Entry::Occupied(_) => true,
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(id);
+            false
+        }
     }
 }
 
-fn trigger(e: &pb::RoutingEntry) -> Option<&pb::TriggerRoute> {
-    match &e.entry {
-        Some(Entry::Trigger(t)) => Some(t),
-        _ => None,
+/// Incremental construction, so a snapshot can be parsed chunk by chunk as it arrives and
+/// the received protobuf messages freed at once.
+#[derive(Debug, Default)]
+pub struct Builder {
+    sources: Sources,
+}
+
+impl Builder {
+    pub fn add(&mut self, entries: impl IntoIterator<Item = pb::RoutingEntry>) {
+        for entry in entries {
+            parse_into(&mut self.sources, entry);
+        }
+    }
+
+    pub fn build(self, version: i64) -> RoutingTable {
+        RoutingTable::index(version, self.sources)
     }
 }
 
 impl RoutingTable {
-    /// Validates and indexes `entries` at `version`. The catalog's unique indexes keep
-    /// duplicates out; should one arrive anyway, the entry met second is refused.
-    pub fn build(version: i64, entries: Entries) -> Self {
-        let mut t = RoutingTable {
-            version,
-            ..Default::default()
-        };
-        // Triggers refer to workflows and numbers, so they come in a second pass.
-        for (key, entry) in &entries {
-            match &entry.entry {
-                None => reject(
-                    &mut t.rejected,
-                    key,
-                    "unknown entry kind (newer control plane?)",
-                ),
-                Some(Entry::ApiKey(k)) => t.add_api_key(key, k, entry),
-                Some(Entry::Number(n)) => t.add_number(key, n, entry),
-                Some(Entry::Workflow(w)) => t.add_workflow(key, w, entry),
-                Some(Entry::Trigger(_)) => {}
-            }
-        }
-        for (key, entry) in &entries {
-            if let Some(Entry::Trigger(tr)) = &entry.entry {
-                t.add_trigger(key, tr, entry);
-            }
-        }
-        t.rejected.sort_by(|a, b| a.key.cmp(&b.key));
-        t.entries = entries;
-        t
+    /// Validates and indexes `entries` at `version`.
+    pub fn build(version: i64, entries: impl IntoIterator<Item = pb::RoutingEntry>) -> Self {
+        let mut builder = Builder::default();
+        builder.add(entries);
+        builder.build(version)
     }
 
     /// The table after `delta`, built anew; the current table stays untouched.
@@ -122,163 +307,158 @@ impl RoutingTable {
                 held: self.version,
             });
         }
-        let mut entries = self.entries.clone();
+        let mut sources = self.sources.clone();
         for key in &delta.removals {
-            entries.remove(key.as_str());
+            remove_from(&mut sources, key);
         }
         for upsert in &delta.upserts {
-            entries.insert(Arc::from(upsert.key.as_str()), Arc::new(upsert.clone()));
+            remove_from(&mut sources, &upsert.key);
+            parse_into(&mut sources, upsert.clone());
         }
-        Ok(Self::build(delta.to_version, entries))
+        Ok(Self::index(delta.to_version, sources))
     }
 
-    fn add_api_key(&mut self, key: &str, k: &pb::ApiKeyRoute, e: &Shared) {
-        if key.strip_prefix("k:") != Some(k.id.as_str()) {
-            return reject(&mut self.rejected, key, "key does not match the API key id");
-        }
-        let hash = k.secret_sha256.to_ascii_lowercase();
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return reject(
-                &mut self.rejected,
+    /// Checks references between entries and builds the lookup indexes. The catalog's
+    /// unique indexes keep duplicates out; should one arrive anyway, one of them is refused.
+    fn index(version: i64, sources: Sources) -> Self {
+        let mut t = RoutingTable {
+            version,
+            ..Default::default()
+        };
+        let mut rejected: Vec<pb::RejectedEntry> = Vec::new();
+        let mut reject = |key: String, reason: &str| {
+            rejected.push(pb::RejectedEntry {
                 key,
-                "secret_sha256 is not a SHA-256 in hex",
-            );
+                reason: reason.to_owned(),
+            })
+        };
+        for (key, (_, reason)) in &sources.unparsed {
+            reject(key.clone(), reason);
         }
-        self.api_keys.insert(hash, e.clone());
-    }
-
-    fn add_number(&mut self, key: &str, n: &pb::NumberRoute, e: &Shared) {
-        if key.strip_prefix("n:") != Some(n.whatsapp_config_id.to_string().as_str()) {
-            return reject(&mut self.rejected, key, "key does not match the config id");
+        for key in sources.api_keys.values() {
+            if claim(&mut t.api_keys_by_hash, key.secret_sha256, key.id) {
+                reject(format!("k:{}", key.id), "secret hash routed twice");
+            }
         }
-        if n.phone_number_id.is_empty() || !n.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
-            return reject(&mut self.rejected, key, "phone_number_id is not digits");
-        }
-        if self.numbers.contains_key(&n.phone_number_id) {
-            return reject(&mut self.rejected, key, "phone_number_id routed twice");
-        }
-        if n.is_default {
-            if self.default_numbers.contains_key(&n.project_id) {
-                return reject(
-                    &mut self.rejected,
-                    key,
+        for n in sources.numbers.values() {
+            let config_id = n.whatsapp_config_id;
+            if claim(&mut t.numbers_by_meta_id, n.phone_number_id, config_id) {
+                reject(format!("n:{config_id}"), "phone_number_id routed twice");
+            } else if n.is_default && claim(&mut t.default_numbers, n.project_id, config_id) {
+                reject(
+                    format!("n:{config_id}"),
                     "second default number of the project",
                 );
             }
-            self.default_numbers.insert(n.project_id.clone(), e.clone());
         }
-        self.number_ids.insert(n.whatsapp_config_id, e.clone());
-        self.numbers.insert(n.phone_number_id.clone(), e.clone());
+        for tr in sources.triggers.values() {
+            let key = || format!("t:{}", tr.id);
+            match sources.workflows.get(&tr.workflow_id) {
+                Some(w) if w.active && w.project_id == tr.project_id => {}
+                Some(_) => {
+                    reject(key(), "workflow is not active in the trigger's project");
+                    continue;
+                }
+                None => {
+                    reject(key(), "unknown workflow");
+                    continue;
+                }
+            }
+            let foreign_number = tr.whatsapp_config_id.is_some_and(|config_id| {
+                sources
+                    .numbers
+                    .get(&config_id)
+                    .is_none_or(|n| n.project_id != tr.project_id)
+            });
+            if foreign_number {
+                reject(key(), "number unknown or of another project");
+                continue;
+            }
+            let taken = match (tr.event, tr.whatsapp_config_id) {
+                (None, Some(number)) => claim(&mut t.message_triggers, number, tr.id),
+                (Some(event), Some(number)) => claim(&mut t.event_triggers, (event, number), tr.id),
+                (Some(event), None) => {
+                    claim(&mut t.project_event_triggers, (event, tr.project_id), tr.id)
+                }
+                (None, None) => true,
+            };
+            if taken {
+                reject(key(), "trigger slot routed twice");
+            }
+        }
+        rejected.sort_by(|a, b| a.key.cmp(&b.key));
+        t.rejected = rejected;
+        t.sources = sources;
+        t
     }
 
-    fn add_workflow(&mut self, key: &str, w: &pb::WorkflowRoute, e: &Shared) {
-        if key.strip_prefix("w:") != Some(w.id.as_str()) {
-            return reject(
-                &mut self.rejected,
-                key,
-                "key does not match the workflow id",
-            );
-        }
-        if w.status != "active" && w.status != "draft" {
-            return reject(
-                &mut self.rejected,
-                key,
-                format!("unknown workflow status {:?}", w.status),
-            );
-        }
-        self.workflows.insert(w.id.clone(), e.clone());
-    }
-
-    fn add_trigger(&mut self, key: &str, t: &pb::TriggerRoute, e: &Shared) {
-        if key.strip_prefix("t:") != Some(t.id.as_str()) {
-            return reject(&mut self.rejected, key, "key does not match the trigger id");
-        }
-        match self.workflow(&t.workflow_id) {
-            Some(w) if w.status == "active" && w.project_id == t.project_id => {}
-            Some(_) => {
-                return reject(
-                    &mut self.rejected,
-                    key,
-                    "workflow is not active in the trigger's project",
-                );
-            }
-            None => return reject(&mut self.rejected, key, "unknown workflow"),
-        }
-        if let Some(config_id) = t.whatsapp_config_id {
-            let owned = self
-                .number_by_config_id(config_id)
-                .is_some_and(|n| n.project_id == t.project_id);
-            if !owned {
-                return reject(
-                    &mut self.rejected,
-                    key,
-                    "number unknown or of another project",
-                );
-            }
-        }
-        match (
-            t.r#type.as_str(),
-            t.whatsapp_config_id,
-            t.event_type.as_deref(),
-        ) {
-            ("inbound_message", Some(config_id), None) => {
-                if self.message_triggers.contains_key(&config_id) {
-                    return reject(
-                        &mut self.rejected,
-                        key,
-                        "number already has a message trigger",
-                    );
-                }
-                self.message_triggers.insert(config_id, e.clone());
-            }
-            ("whatsapp_event", number, Some(event)) => {
-                if !EVENT_TYPES.contains(&event) {
-                    return reject(
-                        &mut self.rejected,
-                        key,
-                        format!("unknown event type {event:?}"),
-                    );
-                }
-                let taken = match number {
-                    Some(config_id) => self
-                        .event_triggers
-                        .get(event)
-                        .is_some_and(|m| m.contains_key(&config_id)),
-                    None => self
-                        .project_event_triggers
-                        .get(event)
-                        .is_some_and(|m| m.contains_key(&t.project_id)),
-                };
-                if taken {
-                    return reject(&mut self.rejected, key, "event slot already taken");
-                }
-                match number {
-                    Some(config_id) => self
-                        .event_triggers
-                        .entry(event.to_owned())
-                        .or_default()
-                        .insert(config_id, e.clone()),
-                    None => self
-                        .project_event_triggers
-                        .entry(event.to_owned())
-                        .or_default()
-                        .insert(t.project_id.clone(), e.clone()),
-                };
-            }
-            (kind, ..) => reject(
-                &mut self.rejected,
-                key,
-                format!("malformed {kind:?} trigger"),
-            ),
-        }
+    /// Every entry in protobuf form (for persistence).
+    pub fn to_entries(&self) -> impl Iterator<Item = pb::RoutingEntry> + '_ {
+        let s = &self.sources;
+        let entry = |key: String, e: Entry| pb::RoutingEntry {
+            key,
+            entry: Some(e),
+        };
+        let keys = s.api_keys.values().map(move |k| {
+            entry(
+                format!("k:{}", k.id),
+                Entry::ApiKey(pb::ApiKeyRoute {
+                    id: k.id.to_string(),
+                    project_id: k.project_id.to_string(),
+                    secret_sha256: hex::encode(k.secret_sha256),
+                    burst_limit: k.burst_limit,
+                    revoked: k.revoked,
+                }),
+            )
+        });
+        let numbers = s.numbers.values().map(move |n| {
+            entry(
+                format!("n:{}", n.whatsapp_config_id),
+                Entry::Number(pb::NumberRoute {
+                    whatsapp_config_id: n.whatsapp_config_id,
+                    project_id: n.project_id.to_string(),
+                    phone_number_id: n.phone_number_id.to_string(),
+                    display_phone_number: n.display_phone_number.to_string(),
+                    is_default: n.is_default,
+                    access_token: n.access_token.as_deref().map(str::to_owned),
+                }),
+            )
+        });
+        let workflows = s.workflows.values().map(move |w| {
+            entry(
+                format!("w:{}", w.id),
+                Entry::Workflow(pb::WorkflowRoute {
+                    id: w.id.to_string(),
+                    project_id: w.project_id.to_string(),
+                    status: if w.active { "active" } else { "draft" }.to_owned(),
+                    api_trigger_id: w.api_trigger.map(|(id, _)| id.to_string()),
+                    api_trigger_active: w.api_trigger.is_some_and(|(_, active)| active),
+                    trigger_types: w.trigger_types.iter().map(|t| t.to_string()).collect(),
+                }),
+            )
+        });
+        let triggers = s.triggers.values().map(move |t| {
+            entry(
+                format!("t:{}", t.id),
+                Entry::Trigger(pb::TriggerRoute {
+                    id: t.id.to_string(),
+                    workflow_id: t.workflow_id.to_string(),
+                    project_id: t.project_id.to_string(),
+                    r#type: t.trigger_type().to_owned(),
+                    whatsapp_config_id: t.whatsapp_config_id,
+                    event_type: t.event.map(|e| e.as_str().to_owned()),
+                }),
+            )
+        });
+        let unparsed = s.unparsed.values().map(|(e, _)| e.clone());
+        keys.chain(numbers)
+            .chain(workflows)
+            .chain(triggers)
+            .chain(unparsed)
     }
 
     pub fn version(&self) -> i64 {
         self.version
-    }
-
-    pub fn entries(&self) -> &Entries {
-        &self.entries
     }
 
     /// Entries this table refused, with reasons (reported to the control plane in a NACK).
@@ -286,63 +466,63 @@ impl RoutingTable {
         &self.rejected
     }
 
-    /// The API key whose secret hashes to `sha256_hex`.
-    pub fn api_key(&self, sha256_hex: &str) -> Option<&pb::ApiKeyRoute> {
-        self.api_keys.get(sha256_hex).and_then(|e| api_key(e))
+    /// The API key whose secret hashes to `sha256` (hex digest of the presented key).
+    pub fn api_key(&self, sha256_hex: &str) -> Option<&ApiKey> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(sha256_hex, &mut hash).ok()?;
+        self.api_key_by_hash(&hash)
     }
 
-    pub fn number(&self, phone_number_id: &str) -> Option<&pb::NumberRoute> {
-        self.numbers.get(phone_number_id).and_then(|e| number(e))
+    /// The API key whose secret hashes to `hash`.
+    pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
+        self.api_keys_by_hash
+            .get(hash)
+            .and_then(|id| self.sources.api_keys.get(id))
     }
 
-    pub fn number_by_config_id(&self, config_id: i64) -> Option<&pb::NumberRoute> {
-        self.number_ids.get(&config_id).and_then(|e| number(e))
+    /// The number with Meta id `phone_number_id`.
+    pub fn number(&self, phone_number_id: &str) -> Option<&Number> {
+        self.numbers_by_meta_id
+            .get(&meta_id(phone_number_id)?)
+            .and_then(|id| self.number_by_config_id(*id))
     }
 
-    pub fn default_number(&self, project_id: &str) -> Option<&pb::NumberRoute> {
-        self.default_numbers.get(project_id).and_then(|e| number(e))
+    pub fn number_by_config_id(&self, config_id: i64) -> Option<&Number> {
+        self.sources.numbers.get(&config_id)
     }
 
-    pub fn workflow(&self, workflow_id: &str) -> Option<&pb::WorkflowRoute> {
-        self.workflows.get(workflow_id).and_then(|e| workflow(e))
+    pub fn default_number(&self, project_id: &Uuid) -> Option<&Number> {
+        self.default_numbers
+            .get(project_id)
+            .and_then(|id| self.number_by_config_id(*id))
+    }
+
+    pub fn workflow(&self, workflow_id: &Uuid) -> Option<&Workflow> {
+        self.sources.workflows.get(workflow_id)
     }
 
     /// The active message trigger of a number.
-    pub fn message_trigger(&self, config_id: i64) -> Option<&pb::TriggerRoute> {
+    pub fn message_trigger(&self, config_id: i64) -> Option<&Trigger> {
         self.message_triggers
             .get(&config_id)
-            .and_then(|e| trigger(e))
+            .and_then(|id| self.sources.triggers.get(id))
     }
 
     /// The event trigger for `event` on a number: its own, else its project's.
-    pub fn event_trigger(
-        &self,
-        event: &str,
-        number: &pb::NumberRoute,
-    ) -> Option<&pb::TriggerRoute> {
+    pub fn event_trigger(&self, event: EventType, number: &Number) -> Option<&Trigger> {
         self.event_triggers
-            .get(event)
-            .and_then(|m| m.get(&number.whatsapp_config_id))
-            .or_else(|| {
-                self.project_event_triggers
-                    .get(event)
-                    .and_then(|m| m.get(&number.project_id))
-            })
-            .and_then(|e| trigger(e))
+            .get(&(event, number.whatsapp_config_id))
+            .or_else(|| self.project_event_triggers.get(&(event, number.project_id)))
+            .and_then(|id| self.sources.triggers.get(id))
     }
 
     /// Ids of every trigger that routes (for diagnostics and tests).
-    pub fn routed_trigger_ids(&self) -> HashSet<&str> {
+    pub fn routed_trigger_ids(&self) -> HashSet<Uuid> {
         self.message_triggers
             .values()
-            .chain(self.event_triggers.values().flat_map(HashMap::values))
-            .chain(
-                self.project_event_triggers
-                    .values()
-                    .flat_map(HashMap::values),
-            )
-            .filter_map(|e| trigger(e))
-            .map(|t| t.id.as_str())
+            .chain(self.event_triggers.values())
+            .chain(self.project_event_triggers.values())
+            .copied()
             .collect()
     }
 }
@@ -351,107 +531,113 @@ impl RoutingTable {
 mod tests {
     use super::*;
 
-    fn e(key: &str, entry: Entry) -> (Arc<str>, Shared) {
-        let entry = pb::RoutingEntry {
+    const P: &str = "01a214e0-0000-7000-8000-00000000000a";
+    const W: &str = "01a214e0-0000-7000-8000-00000000000b";
+    const M: &str = "01a214e0-0000-7000-8000-00000000000c";
+    const E: &str = "01a214e0-0000-7000-8000-00000000000d";
+
+    fn e(key: &str, entry: Entry) -> pb::RoutingEntry {
+        pb::RoutingEntry {
             key: key.to_owned(),
             entry: Some(entry),
-        };
-        (Arc::from(key), Arc::new(entry))
+        }
     }
 
-    fn sample() -> Entries {
-        Entries::from([
+    fn sample() -> Vec<pb::RoutingEntry> {
+        vec![
             e(
                 "n:1",
                 Entry::Number(pb::NumberRoute {
                     whatsapp_config_id: 1,
-                    project_id: "p".into(),
+                    project_id: P.into(),
                     phone_number_id: "111".into(),
                     is_default: true,
                     ..Default::default()
                 }),
             ),
             e(
-                "w:w",
+                &format!("w:{W}"),
                 Entry::Workflow(pb::WorkflowRoute {
-                    id: "w".into(),
-                    project_id: "p".into(),
+                    id: W.into(),
+                    project_id: P.into(),
                     status: "active".into(),
                     ..Default::default()
                 }),
             ),
             e(
-                "t:m",
+                &format!("t:{M}"),
                 Entry::Trigger(pb::TriggerRoute {
-                    id: "m".into(),
-                    workflow_id: "w".into(),
-                    project_id: "p".into(),
+                    id: M.into(),
+                    workflow_id: W.into(),
+                    project_id: P.into(),
                     r#type: "inbound_message".into(),
                     whatsapp_config_id: Some(1),
                     event_type: None,
                 }),
             ),
             e(
-                "t:e",
+                &format!("t:{E}"),
                 Entry::Trigger(pb::TriggerRoute {
-                    id: "e".into(),
-                    workflow_id: "w".into(),
-                    project_id: "p".into(),
+                    id: E.into(),
+                    workflow_id: W.into(),
+                    project_id: P.into(),
                     r#type: "whatsapp_event".into(),
                     whatsapp_config_id: None,
                     event_type: Some("whatsapp.message.read".into()),
                 }),
             ),
-        ])
+        ]
+    }
+
+    fn id(s: &str) -> Uuid {
+        Uuid::parse_str(s).unwrap_or_default()
     }
 
     #[test]
     fn lookups_find_numbers_triggers_and_project_wide_events() {
         let t = RoutingTable::build(5, sample());
-        assert!(t.rejected().is_empty());
-        let n = t.number("111").cloned().unwrap_or_default();
+        assert!(t.rejected().is_empty(), "{:?}", t.rejected());
+        let n = t.number("111").cloned().unwrap_or_else(|| panic!("number"));
+        assert!(t.number("0111").is_none() && t.number("+111").is_none());
         assert_eq!(
-            t.message_trigger(n.whatsapp_config_id)
-                .map(|t| t.id.as_str()),
-            Some("m")
+            t.message_trigger(n.whatsapp_config_id).map(|t| t.id),
+            Some(id(M))
         );
+        let read = EventType::parse("whatsapp.message.read").unwrap_or_else(|| panic!("event"));
+        let sent = EventType::parse("whatsapp.message.sent").unwrap_or_else(|| panic!("event"));
+        assert_eq!(t.event_trigger(read, &n).map(|t| t.id), Some(id(E)));
+        assert!(t.event_trigger(sent, &n).is_none());
         assert_eq!(
-            t.event_trigger("whatsapp.message.read", &n)
-                .map(|t| t.id.as_str()),
-            Some("e")
-        );
-        assert!(t.event_trigger("whatsapp.message.sent", &n).is_none());
-        assert_eq!(
-            t.default_number("p").map(|n| n.phone_number_id.as_str()),
-            Some("111")
+            t.default_number(&id(P)).map(|n| n.phone_number_id),
+            Some(111)
         );
     }
 
     #[test]
     fn invalid_entries_are_refused_and_the_rest_applies() {
+        let bad = "01a214e0-0000-7000-8000-0000000000ff";
         let mut entries = sample();
-        entries.extend([e(
-            "t:bad",
+        entries.push(e(
+            &format!("t:{bad}"),
             Entry::Trigger(pb::TriggerRoute {
-                id: "bad".into(),
-                workflow_id: "w".into(),
-                project_id: "p".into(),
+                id: bad.into(),
+                workflow_id: W.into(),
+                project_id: P.into(),
                 r#type: "whatsapp_event".into(),
                 whatsapp_config_id: Some(1),
                 event_type: Some("whatsapp.message.bogus".into()),
             }),
-        )]);
-        entries.insert(
-            Arc::from("x:1"),
-            Arc::new(pb::RoutingEntry {
-                key: "x:1".into(),
-                entry: None,
-            }),
-        );
+        ));
+        entries.push(pb::RoutingEntry {
+            key: "x:1".into(),
+            entry: None,
+        });
         let t = RoutingTable::build(6, entries);
         let keys: Vec<&str> = t.rejected().iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(keys, ["t:bad", "x:1"]);
+        assert_eq!(keys, [format!("t:{bad}").as_str(), "x:1"]);
         assert!(t.message_trigger(1).is_some());
+        // Refused entries are kept, so persistence writes them back.
+        assert_eq!(t.to_entries().count(), 6);
     }
 
     #[test]
@@ -461,12 +647,22 @@ mod tests {
             from_version: 5,
             to_version: 6,
             upserts: vec![],
-            removals: vec!["t:m".into()],
+            removals: vec![format!("t:{M}")],
         };
         let next = t.apply(&delta).unwrap_or_default();
         assert_eq!(next.version(), 6);
         assert!(next.message_trigger(1).is_none());
         assert!(t.message_trigger(1).is_some(), "the old table is untouched");
         assert!(next.apply(&delta).is_err());
+    }
+
+    #[test]
+    fn entries_round_trip_through_the_compact_form() {
+        let t = RoutingTable::build(5, sample());
+        let mut back: Vec<pb::RoutingEntry> = t.to_entries().collect();
+        let mut original = sample();
+        back.sort_by(|a, b| a.key.cmp(&b.key));
+        original.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(back, original);
     }
 }

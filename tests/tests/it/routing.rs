@@ -3,6 +3,7 @@
 
 use sea_orm::{ConnectionTrait, Database};
 use std::time::Duration;
+use switchboard_data_plane::routing::table::EventType;
 use switchboard_proto::v1 as pb;
 use switchboard_tests::admin::spec;
 use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, both_databases, bulk};
@@ -78,31 +79,31 @@ async fn one_control_plane_and_three_data_planes_converge_on_every_change(
     for dp in &dps {
         let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
         assert!(table.rejected().is_empty(), "{:?}", table.rejected());
-        let number = table.number(N2).cloned().unwrap_or_default();
+        let number = table
+            .number(N2)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("number {N2} not routed"))?;
         assert_eq!(number.whatsapp_config_id, n2.whatsapp_config_id);
         assert_eq!(
             table
                 .message_trigger(n1.whatsapp_config_id)
-                .map(|t| t.id.as_str()),
-            Some(message.id.as_str())
+                .map(|t| t.id.to_string()),
+            Some(message.id.clone())
         );
         // The project-wide event trigger covers every number of the project.
         assert_eq!(
             table
-                .event_trigger("whatsapp.message.read", &number)
-                .map(|t| t.id.as_str()),
-            Some(read.id.as_str())
+                .event_trigger(event("whatsapp.message.read")?, &number)
+                .map(|t| t.id.to_string()),
+            Some(read.id.clone())
         );
         assert_eq!(
             table
-                .default_number(&p.id)
-                .map(|n| n.phone_number_id.as_str()),
-            Some(N1)
+                .default_number(&uuid(&p.id)?)
+                .map(|n| n.phone_number_id.to_string()),
+            Some(N1.to_owned())
         );
-        assert_eq!(
-            table.workflow(&w.id).map(|w| w.status.as_str()),
-            Some("active")
-        );
+        assert_eq!(table.workflow(&uuid(&w.id)?).map(|w| w.active), Some(true));
     }
 
     // A deactivated trigger stops routing on every node.
@@ -111,7 +112,7 @@ async fn one_control_plane_and_three_data_planes_converge_on_every_change(
     for dp in &dps {
         let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
         assert!(table.message_trigger(n1.whatsapp_config_id).is_none());
-        assert!(table.routed_trigger_ids().contains(read.id.as_str()));
+        assert!(table.routed_trigger_ids().contains(&uuid(&read.id)?));
     }
 
     // A draft workflow routes nothing; an API key and its revocation reach every node.
@@ -133,8 +134,11 @@ async fn one_control_plane_and_three_data_planes_converge_on_every_change(
     for dp in &dps {
         let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
         assert!(table.routed_trigger_ids().is_empty());
-        let route = table.api_key(&hash).cloned().unwrap_or_default();
-        assert_eq!(route.project_id, p.id);
+        let route = table
+            .api_key(&hash)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("API key not routed"))?;
+        assert_eq!(route.project_id, uuid(&p.id)?);
         assert!(!route.revoked);
         assert_eq!(route.burst_limit, Some(5));
     }
@@ -172,6 +176,14 @@ async fn one_control_plane_and_three_data_planes_converge_on_every_change(
     }
     nodes_until(&mut a, |nodes| nodes.iter().all(|n| !n.connected)).await?;
     cp.stop().await
+}
+
+fn uuid(id: &str) -> anyhow::Result<uuid::Uuid> {
+    Ok(uuid::Uuid::parse_str(id)?)
+}
+
+fn event(name: &str) -> anyhow::Result<EventType> {
+    EventType::parse(name).ok_or_else(|| anyhow::anyhow!("unknown event {name}"))
 }
 
 fn sha_hex(secret: &str) -> String {
@@ -219,7 +231,7 @@ async fn data_planes_serve_their_last_table_while_the_control_plane_is_away(
     assert_eq!(
         table
             .message_trigger(n1.whatsapp_config_id)
-            .map(|x| x.id.clone()),
+            .map(|x| x.id.to_string()),
         Some(t.id.clone())
     );
 
@@ -296,7 +308,7 @@ async fn refused_entries_are_nacked_and_shown_in_nodes_list(b: Backend) -> anyho
     assert_eq!(
         table
             .message_trigger(n1.whatsapp_config_id)
-            .map(|t| t.id.clone()),
+            .map(|t| t.id.to_string()),
         Some(good.id)
     );
     let nodes = nodes_until(&mut a, |n| n.iter().any(|n| n.last_error.is_some())).await?;
@@ -392,7 +404,7 @@ async fn a_change_through_one_replica_reaches_data_planes_of_another() -> anyhow
     assert_eq!(
         table
             .message_trigger(n.whatsapp_config_id)
-            .map(|x| x.id.clone()),
+            .map(|x| x.id.to_string()),
         Some(t.id)
     );
     // The node is visible through either replica.
