@@ -1,5 +1,5 @@
 //! The last good routing table on disk (`--state-dir/routing.snapshot`): written atomically
-//! (temporary file, fsync, rename, fsync of the directory) behind a SHA-256 checksum, so a
+//! (temporary file, fsync, rename, fsync of the directory) with a trailing SHA-256 checksum, so a
 //! crash mid-write leaves the previous file and a damaged file is detected, not loaded.
 
 use super::table::RoutingTable;
@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use switchboard_proto::v1 as pb;
 
 const FILE_NAME: &str = "routing.snapshot";
-const MAGIC: &[u8] = b"SWITCHBOARD-ROUTING-1\n";
+/// Header of the file: magic line, then the encoded `RoutingSnapshot`, then its SHA-256.
+const MAGIC: &[u8] = b"SWITCHBOARD-ROUTING-2\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -34,20 +35,30 @@ pub fn save(dir: &Path, table: &RoutingTable) -> Result<(), SnapshotError> {
         move |source| SnapshotError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    // Encode the RoutingSnapshot message field by field, without copying the entries.
-    let mut body = Vec::new();
-    prost::encoding::int64::encode(1, &table.version(), &mut body);
-    for entry in table.to_entries() {
-        prost::encoding::message::encode(2, &entry, &mut body);
-    }
-    let checksum = Sha256::digest(&body);
+    // Stream the RoutingSnapshot message field by field, hashing as we go, so the
+    // table is never held twice in memory; the checksum follows the body.
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(MAGIC)
-        .and_then(|()| file.write_all(&checksum))
-        .and_then(|()| file.write_all(&body))
-        .and_then(|()| file.sync_all())
-        .map_err(io(&tmp))?;
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut buf = Vec::with_capacity(4096);
+    let mut write = |buf: &mut Vec<u8>, out: &mut std::io::BufWriter<std::fs::File>| {
+        hasher.update(&buf[..]);
+        let result = out.write_all(buf);
+        buf.clear();
+        result
+    };
+    out.write_all(MAGIC).map_err(io(&tmp))?;
+    prost::encoding::int64::encode(1, &table.version(), &mut buf);
+    write(&mut buf, &mut out).map_err(io(&tmp))?;
+    for entry in table.to_entries() {
+        prost::encoding::message::encode(2, &entry, &mut buf);
+        write(&mut buf, &mut out).map_err(io(&tmp))?;
+    }
+    let checksum = hasher.finalize();
+    out.write_all(&checksum).map_err(io(&tmp))?;
+    let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io(&tmp))?;
     drop(file);
     let target = path(dir);
     std::fs::rename(&tmp, &target).map_err(io(&target))?;
@@ -76,7 +87,7 @@ pub fn load(dir: &Path) -> Result<Option<pb::RoutingSnapshot>, SnapshotError> {
     if rest.len() < 32 {
         return Err(corrupt("truncated"));
     }
-    let (checksum, body) = rest.split_at(32);
+    let (body, checksum) = rest.split_at(rest.len() - 32);
     if Sha256::digest(body)[..] != *checksum {
         return Err(corrupt("checksum mismatch"));
     }

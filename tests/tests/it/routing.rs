@@ -469,7 +469,7 @@ async fn a_corrupt_snapshot_is_ignored_and_the_control_plane_fills_in() -> anyho
     let state = tempfile::tempdir()?;
     std::fs::write(
         state.path().join("routing.snapshot"),
-        b"SWITCHBOARD-ROUTING-1\nnot a table",
+        b"SWITCHBOARD-ROUTING-2\nnot a table, and no checksum either",
     )?;
     // No control plane yet: the damaged file is not served.
     let dp = DataPlane::start("http://127.0.0.1:9", "dp-corrupt", state.path()).await?;
