@@ -8,11 +8,15 @@
 //! in a few hundred megabytes. [`RoutingTable::to_entries`] gives the protobuf form back for
 //! persistence.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use switchboard_proto::EVENT_TYPES;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 use uuid::Uuid;
+
+/// Hash maps of the table. Keys are ids the control plane chose, never attacker-inserted,
+/// so a fast hasher is safe; lookups of arbitrary keys cannot degrade a built table.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A delta that does not start at this table's version.
 #[derive(Debug, thiserror::Error)]
