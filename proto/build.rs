@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Snapshot chunks are encoded once and shared by every send: `Bytes`, not `Vec<u8>`.
+    config.bytes([".switchboard.v1.SnapshotChunk.entries"]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("switchboard_descriptor.bin"))
         .compile_with_config(config, &protos, &["."])?;

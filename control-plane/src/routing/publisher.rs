@@ -96,19 +96,16 @@ impl Published {
 }
 
 fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
-    let mut chunks = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
+    // Each chunk is an encoded `RoutingEntries`: field 1 repeated, written entry by entry.
+    let mut chunks: Vec<prost::bytes::Bytes> = Vec::new();
+    let mut current = prost::bytes::BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
     for entry in table.entries.values() {
-        let len = entry.encoded_len() + 8;
-        if bytes + len > CHUNK_BYTES && !current.is_empty() {
-            chunks.push(std::mem::take(&mut current));
-            bytes = 0;
+        if current.len() + entry.encoded_len() + 8 > CHUNK_BYTES && !current.is_empty() {
+            chunks.push(current.split().freeze());
         }
-        bytes += len;
-        current.push(entry.clone());
+        prost::encoding::message::encode(1, entry, &mut current);
     }
-    chunks.push(current);
+    chunks.push(current.freeze());
     let count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     chunks
         .into_iter()
@@ -228,10 +225,15 @@ mod tests {
         });
         assert!(chunks.len() > 1);
         assert!(chunks.iter().all(|c| c.encoded_len() < 2 * 1024 * 1024));
-        assert_eq!(
-            chunks.iter().map(|c| c.entries.len()).sum::<usize>(),
-            40_000
-        );
+        let decoded: usize = chunks
+            .iter()
+            .map(|c| {
+                pb::RoutingEntries::decode(c.entries.clone())
+                    .map(|e| e.entries.len())
+                    .unwrap_or_default()
+            })
+            .sum();
+        assert_eq!(decoded, 40_000);
         assert!(
             chunks
                 .iter()

@@ -192,11 +192,13 @@ async fn collect(
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
     p = build(move || {
-        p.builder.add(chunk.entries);
+        let decoded = <pb::RoutingEntries as prost::Message>::decode(chunk.entries)
+            .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))?;
+        p.builder.add(decoded.entries);
         p.next += 1;
-        p
+        Ok::<_, SessionError>(p)
     })
-    .await?;
+    .await??;
     Ok(if p.next < p.count {
         Collected::Partial(p)
     } else {
