@@ -178,6 +178,29 @@ async fn one_control_plane_and_three_data_planes_converge_on_every_change(
     cp.stop().await
 }
 
+/// A project with number N1, an active workflow and its active message trigger on N1.
+struct MessageRoute {
+    project: pb::Project,
+    number: pb::WhatsappNumber,
+    workflow: pb::Workflow,
+    trigger: pb::Trigger,
+}
+
+async fn message_route(a: &mut Admin) -> anyhow::Result<MessageRoute> {
+    let project = a.project("p").await?;
+    let number = a.number(&project.id, N1, false).await?;
+    let workflow = a.workflow(&project.id, "w", "active").await?;
+    let trigger = a
+        .trigger(&workflow.id, spec("inbound_message", Some(N1), None))
+        .await?;
+    Ok(MessageRoute {
+        project,
+        number,
+        workflow,
+        trigger,
+    })
+}
+
 fn uuid(id: &str) -> anyhow::Result<uuid::Uuid> {
     Ok(uuid::Uuid::parse_str(id)?)
 }
@@ -202,12 +225,11 @@ async fn data_planes_serve_their_last_table_while_the_control_plane_is_away(
 
     // Before any table: not ready.
     let dp = DataPlane::start(&cp.grpc_url, "dp-a", state.path()).await?;
-    let p = a.project("p").await?;
-    let n1 = a.number(&p.id, N1, false).await?;
-    let w = a.workflow(&p.id, "w", "active").await?;
-    let t = a
-        .trigger(&w.id, spec("inbound_message", Some(N1), None))
-        .await?;
+    let MessageRoute {
+        number: n1,
+        trigger: t,
+        ..
+    } = message_route(&mut a).await?;
     let version = a.routing_version().await?;
     dp.wait_version(version).await?;
     nodes_until(&mut a, |n| n.iter().any(|n| n.applied_version == version)).await?;
@@ -270,12 +292,12 @@ async fn refused_entries_are_nacked_and_shown_in_nodes_list(b: Backend) -> anyho
     let mut a = cp.admin().await?;
     let state = tempfile::tempdir()?;
     let dp = DataPlane::start(&cp.grpc_url, "dp-nack", state.path()).await?;
-    let p = a.project("p").await?;
-    let n1 = a.number(&p.id, N1, false).await?;
-    let w = a.workflow(&p.id, "w", "active").await?;
-    let good = a
-        .trigger(&w.id, spec("inbound_message", Some(N1), None))
-        .await?;
+    let MessageRoute {
+        project: p,
+        number: n1,
+        workflow: w,
+        trigger: good,
+    } = message_route(&mut a).await?;
 
     // A row this build cannot route (an event type it does not know), as a newer control
     // plane or a hand-edited database could produce; it arrives in the same version.
@@ -393,12 +415,11 @@ async fn a_change_through_one_replica_reaches_data_planes_of_another() -> anyhow
     let state = tempfile::tempdir()?;
     let dp = DataPlane::start(&second.grpc_url, "dp-second", state.path()).await?;
     let mut a = first.admin().await?;
-    let p = a.project("p").await?;
-    let n = a.number(&p.id, N1, false).await?;
-    let w = a.workflow(&p.id, "w", "active").await?;
-    let t = a
-        .trigger(&w.id, spec("inbound_message", Some(N1), None))
-        .await?;
+    let MessageRoute {
+        number: n,
+        trigger: t,
+        ..
+    } = message_route(&mut a).await?;
     dp.wait_version(a.routing_version().await?).await?;
     let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
     assert_eq!(
@@ -425,12 +446,11 @@ async fn a_data_plane_ahead_of_a_restored_control_plane_gets_a_full_snapshot() -
     let mut a = cp.admin().await?;
     let state = tempfile::tempdir()?;
     let dp = DataPlane::start(&cp.grpc_url, "dp-ahead", state.path()).await?;
-    let p = a.project("p").await?;
-    let n = a.number(&p.id, N1, false).await?;
-    let w = a.workflow(&p.id, "w", "active").await?;
-    let t = a
-        .trigger(&w.id, spec("inbound_message", Some(N1), None))
-        .await?;
+    let MessageRoute {
+        number: n,
+        trigger: t,
+        ..
+    } = message_route(&mut a).await?;
     let held = a.routing_version().await?;
     dp.wait_version(held).await?;
     cp.stop().await?;
