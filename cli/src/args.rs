@@ -265,6 +265,9 @@ pub struct Dev {
         default_value = "sqlite://.switchboard-dev/catalog.db?mode=rwc"
     )]
     pub database_url: String,
+    /// Execution store: `memory` (in-process) or a Redis URL.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", default_value = "memory")]
+    pub redis_url: String,
     /// Directory holding the dev database and generated credentials.
     #[arg(long, default_value = ".switchboard-dev")]
     pub dir: std::path::PathBuf,

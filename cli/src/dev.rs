@@ -16,6 +16,7 @@ const DEMO_DISPLAY_NUMBER: &str = "+15550000000";
 const GRPC_LISTEN: &str = "127.0.0.1:50051";
 const HTTP_LISTEN: &str = "127.0.0.1:8080";
 const DATA_PLANE_LISTEN: &str = "127.0.0.1:8081";
+const DATA_PLANE_GRPC_LISTEN: &str = "127.0.0.1:50052";
 
 /// Generated once per dev directory; dev only (the file is created with mode 0600).
 #[derive(Serialize, Deserialize, Default)]
@@ -24,6 +25,8 @@ struct Credentials {
     node_token: String,
     meta_app_secret: String,
     meta_verify_token: String,
+    #[serde(default = "token")]
+    runner_token: String,
     #[serde(default)]
     project_id: Option<String>,
     #[serde(default)]
@@ -46,6 +49,7 @@ fn load_or_create(path: &Path) -> Result<Credentials, Failure> {
             node_token: token(),
             meta_app_secret: token(),
             meta_verify_token: token(),
+            runner_token: token(),
             ..Default::default()
         }),
     }
@@ -98,6 +102,7 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         node_token: credentials.node_token.clone(),
     };
     let data_plane_http = bind(DATA_PLANE_LISTEN).await?;
+    let data_plane_grpc = bind(DATA_PLANE_GRPC_LISTEN).await?;
     // One Ctrl-C stops both planes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -122,23 +127,33 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         seed(&mut client, &mut credentials).await?;
         save(&path, &credentials)?;
     }
+    let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Failure::Refused(e.to_string()));
     let data_plane_config = switchboard_data_plane::Config {
         control_plane: url.clone(),
         node_id: Some("dev".into()),
         node_token: credentials.node_token.clone(),
-        http_listen: data_plane_http
-            .local_addr()
-            .map_err(|e| Failure::Refused(e.to_string()))?,
+        http_listen: local(&data_plane_http)?,
         state_dir: args.dir.join("dp-state"),
+        redis_url: args.redis_url.clone(),
+        redis_key_prefix: "sbdev".into(),
+        grpc_listen: local(&data_plane_grpc)?,
+        meta_app_secret: Some(credentials.meta_app_secret.clone()),
+        meta_verify_token: Some(credentials.meta_verify_token.clone()),
+        runner_token: credentials.runner_token.clone(),
+        graph_api_base: "https://graph.facebook.com/v24.0".into(),
+        conversation_inactivity: Duration::from_secs(24 * 3600),
+        execution_retention: Duration::from_secs(7 * 24 * 3600),
+        trust_forwarded_for: false,
     };
     let data_plane = tokio::spawn(switchboard_data_plane::run(
         data_plane_config,
         data_plane_http,
+        data_plane_grpc,
         std::sync::Arc::new(switchboard_data_plane::routing::RoutingSlot::default()),
         Some(metrics),
         stopped(stop_rx),
     ));
-    print_welcome(&credentials);
+    print_welcome(&credentials, &args.redis_url);
 
     let (cp, dp) = tokio::join!(control_plane, data_plane);
     let failed = |plane: &str, e: &dyn std::error::Error| {
@@ -226,33 +241,46 @@ async fn seed(client: &mut Client, credentials: &mut Credentials) -> Result<(), 
     Ok(())
 }
 
-fn print_welcome(c: &Credentials) {
+fn print_welcome(c: &Credentials, store: &str) {
     let project = c.project_id.as_deref().unwrap_or_default();
     let workflow = c.workflow_id.as_deref().unwrap_or_default();
+    let api_key = c.api_key.as_deref().unwrap_or("-");
+    let store = if store == "memory" {
+        "in-process memory (executions are lost on restart; --redis-url to keep them)"
+    } else {
+        "Redis"
+    };
     println!(
         "\nSwitchboard dev is running (Ctrl-C to stop).\n\
          \n  control plane gRPC   http://{GRPC_LISTEN}\
          \n  control plane HTTP   http://{HTTP_LISTEN}/healthz, /metrics\
-         \n  data plane HTTP      http://{DATA_PLANE_LISTEN}/readyz, /healthz, /metrics\
+         \n  data plane HTTP      http://{DATA_PLANE_LISTEN} (platform API, /readyz, /healthz, /metrics)\
+         \n  data plane gRPC      http://{DATA_PLANE_GRPC_LISTEN} (Executions)\
+         \n  execution store      {store}\
          \n\n  admin token          {}\
          \n  node token           {}\
-         \n  API key              {}\
+         \n  runner token         {}\
+         \n  API key              {api_key}\
          \n  Meta app secret      {}\
          \n  Meta verify token    {}\
          \n\n  demo project         {project}\
          \n  demo workflow        {workflow} (active, API trigger)\
          \n  demo number          {DEMO_PHONE_NUMBER_ID} ({DEMO_DISPLAY_NUMBER}, project default)\
+         \n\nStart the demo workflow:\
+         \n  curl -s -X POST http://{DATA_PLANE_LISTEN}/platform/v1/workflows/{workflow}/executions \\\
+         \n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\
+         \n    -d '{{\"workflow_execution\": {{\"phone_number\": \"+1234567890\", \"variables\": {{\"name\": \"Ada\"}}}}}}'\
+         \n\nThen read the execution with the tracking_id it answers:\
+         \n  curl -s http://{DATA_PLANE_LISTEN}/platform/v1/workflow_executions/TRACKING_ID \\\
+         \n    -H 'Authorization: Bearer {api_key}'\
          \n\nTry the catalog from another terminal:\
          \n  export SWITCHBOARD_ADMIN_TOKEN={}\
          \n  cargo run --release --bin switchboard -- triggers list --project {project}\
          \n  cargo run --release --bin switchboard -- audit list\
-         \n  cargo run --release --bin switchboard -- nodes list\
-         \n  curl -s http://{DATA_PLANE_LISTEN}/readyz\
-         \n\nThe data plane holds the routing table; its webhook and API-trigger endpoints\
-         \narrive with their issues.\n",
+         \n  cargo run --release --bin switchboard -- nodes list\n",
         c.admin_token,
         c.node_token,
-        c.api_key.as_deref().unwrap_or("-"),
+        c.runner_token,
         c.meta_app_secret,
         c.meta_verify_token,
         c.admin_token,

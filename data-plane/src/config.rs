@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Clone, clap::Args)]
 pub struct Config {
@@ -33,6 +34,49 @@ pub struct Config {
         default_value = "./switchboard-dp-state"
     )]
     pub state_dir: PathBuf,
+    /// Redis URL of the execution store; `memory` selects the in-process store (dev only).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Every Redis key starts with it (several deployments can share one Redis).
+    #[arg(long, env = "SWITCHBOARD_REDIS_KEY_PREFIX", default_value = "sb", value_parser = key_prefix)]
+    pub redis_key_prefix: String,
+    /// Address of the `Executions` gRPC service.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GRPC_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub grpc_listen: SocketAddr,
+    /// The Meta app secret: webhook POSTs are refused without it.
+    #[arg(long, env = "SWITCHBOARD_META_APP_SECRET", hide_env_values = true, value_parser = secret)]
+    pub meta_app_secret: Option<String>,
+    /// Token Meta echoes in the webhook GET handshake.
+    #[arg(long, env = "SWITCHBOARD_META_VERIFY_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub meta_verify_token: Option<String>,
+    /// Workflow runners send `authorization: Bearer <token>` to the `Executions` service.
+    #[arg(long, env = "SWITCHBOARD_RUNNER_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub runner_token: String,
+    /// Base URL of Meta's Graph API (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GRAPH_API_BASE",
+        default_value = "https://graph.facebook.com/v24.0"
+    )]
+    pub graph_api_base: String,
+    /// A conversation with no message for this long ends.
+    #[arg(long, env = "SWITCHBOARD_CONVERSATION_INACTIVITY", default_value = "24h", value_parser = duration)]
+    pub conversation_inactivity: Duration,
+    /// How long an execution record is kept after it is created.
+    #[arg(long, env = "SWITCHBOARD_EXECUTION_RETENTION", default_value = "7d", value_parser = duration)]
+    pub execution_retention: Duration,
+    /// Take `metadata.request_ip` from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -43,6 +87,22 @@ impl std::fmt::Debug for Config {
             .field("node_token", &"<redacted>")
             .field("http_listen", &self.http_listen)
             .field("state_dir", &self.state_dir)
+            .field("redis_url", &redacted_url(&self.redis_url))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("grpc_listen", &self.grpc_listen)
+            .field(
+                "meta_app_secret",
+                &self.meta_app_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "meta_verify_token",
+                &self.meta_verify_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("runner_token", &"<redacted>")
+            .field("graph_api_base", &self.graph_api_base)
+            .field("conversation_inactivity", &self.conversation_inactivity)
+            .field("execution_retention", &self.execution_retention)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()
     }
 }
@@ -52,6 +112,39 @@ fn secret(value: &str) -> Result<String, String> {
         Err("must be at least 8 characters".to_owned())
     } else {
         Ok(value.to_owned())
+    }
+}
+
+/// A Redis URL without its password, for logs.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://<redacted>{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn key_prefix(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("must be 1-64 characters of letters, digits, `_`, `-`, `.`, `:` (no braces: they make Redis Cluster hash tags)".to_owned())
+    }
+}
+
+fn duration(value: &str) -> Result<Duration, String> {
+    let parsed =
+        humantime::parse_duration(value).map_err(|e| format!("{e} (e.g. 30s, 24h, 7d)"))?;
+    if parsed < Duration::from_secs(1) {
+        Err("must be at least 1s".to_owned())
+    } else {
+        Ok(parsed)
     }
 }
 

@@ -1,21 +1,28 @@
 //! Switchboard data plane: holds the routing table in memory (swapped whole, fed by the
 //! control plane's routing stream, persisted to disk) and serves HTTP from it.
 //!
-//! Layout: `routing` holds the table, its slot, its file and the sync stream; `http` serves
-//! the HTTP port; [`run`] wires them.
+//! Layout: `routing` holds the table, its slot, its file and the sync stream; `executions`
+//! is the execution store (Redis or memory); `api` the platform operations, served over HTTP
+//! by `http` and over gRPC by `grpc`; [`run`] wires them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
+pub mod executions;
+mod grpc;
 mod http;
 pub mod routing;
 
 pub use config::Config;
 
+use executions::Store;
 use routing::{RoutingSlot, RoutingTable, Source, snapshot_file};
 use std::future::Future;
 use std::sync::Arc;
+use switchboard_proto::v1::executions_server::ExecutionsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
 
 /// Version reported to the control plane in the routing hello.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -24,6 +31,12 @@ pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Error {
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("--redis-url: {0}")]
+    Store(#[from] executions::StoreError),
 }
 
 /// Loads the persisted snapshot into `slot` when it holds nothing yet. A damaged snapshot
@@ -51,6 +64,7 @@ pub fn load_persisted(config: &Config, slot: &RoutingSlot) {
 pub async fn run(
     config: Config,
     http: TcpListener,
+    grpc: TcpListener,
     slot: Arc<RoutingSlot>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -76,13 +90,70 @@ pub async fn run(
     tracing::info!(http = %address, node_id = %follow.node_id, "data plane listening");
     let follower = tokio::spawn(routing::sync::follow(follow, slot.clone(), stop_rx.clone()));
 
-    let mut stopped = stop_rx;
-    axum::serve(http, http::router(slot, metrics))
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await?;
+    let store = Store::open(
+        &config.redis_url,
+        &config.redis_key_prefix,
+        config.execution_retention,
+    )?;
+    match &store {
+        Store::Memory(_) => tracing::warn!(
+            "execution store: in-process memory (dev only: one node, lost on restart)"
+        ),
+        Store::Redis(redis) => match redis.ping().await {
+            Ok(()) => tracing::info!(
+                url = %config::redacted_url(&config.redis_url),
+                prefix = %config.redis_key_prefix,
+                "execution store: Redis"
+            ),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "execution store: Redis unreachable; answering 503 until it is back"
+            ),
+        },
+    }
+    let platform = api::Platform::new(slot.clone(), store);
+
+    let grpc_addr = grpc.local_addr()?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ExecutionsServer<grpc::ExecutionsService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchboard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let executions = ExecutionsServer::new(grpc::ExecutionsService::new(
+        platform.clone(),
+        &config.runner_token,
+    ));
+    tracing::info!(grpc = %grpc_addr, "Executions service listening");
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(executions)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+
+    let router = http::router(
+        slot,
+        metrics,
+        http::platform::PlatformState {
+            platform,
+            trust_forwarded_for: config.trust_forwarded_for,
+        },
+    );
+    let http_server = axum::serve(
+        http,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx));
+    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
     let _ = follower.await;
+    grpc_result?;
+    http_result?;
     tracing::info!("data plane stopped");
     Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }

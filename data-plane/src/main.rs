@@ -55,9 +55,13 @@ async fn main_async(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("--http-listen: cannot bind {}", config.http_listen))?;
+    let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("--grpc-listen: cannot bind {}", config.grpc_listen))?;
     run(
         config,
         http,
+        grpc,
         Arc::new(RoutingSlot::default()),
         Some(handle),
         shutdown_signal(),

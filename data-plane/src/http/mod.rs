@@ -1,5 +1,8 @@
-//! The data plane's HTTP port: `/healthz`, `/readyz` and `/metrics`. (The platform API and
-//! webhooks join it in their issues.)
+//! The data plane's HTTP port: the platform API (`platform`), `/healthz`, `/readyz` and
+//! `/metrics`, with request metrics (`metrics`) on every route.
+
+mod metrics;
+pub mod platform;
 
 use crate::routing::RoutingSlot;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -13,13 +16,19 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(slot: Arc<RoutingSlot>, metrics: Option<PrometheusHandle>) -> Router {
+pub fn router(
+    slot: Arc<RoutingSlot>,
+    metrics: Option<PrometheusHandle>,
+    platform: platform::PlatformState,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { slot, metrics })
+        .merge(platform::routes(platform))
+        .layer(axum::middleware::from_fn(self::metrics::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 async fn healthz() -> impl IntoResponse {

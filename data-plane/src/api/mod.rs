@@ -1,0 +1,377 @@
+//! The platform API (DESIGN §5) as operations, independent of the transport: the HTTP edge
+//! (`http::platform`) and the gRPC edge (`grpc`) both call [`Platform`]. Every decision is
+//! taken from the in-memory routing table; the execution store is the only I/O.
+
+mod context;
+mod error;
+pub mod phone;
+mod request;
+
+pub use error::{ApiError, Kind};
+
+use crate::executions::{
+    Admission, Created, Execution, ListQuery, NewExecution, Page, Status, Store, Transition, keys,
+};
+use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Longest accepted `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Page size bounds of execution lists.
+pub const LIST_DEFAULT: usize = 20;
+pub const LIST_MAX: usize = 100;
+
+/// The body of a start request.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// A whole HTTP body: `{"workflow_execution": {…}}`.
+    Http(&'a [u8]),
+    /// The `workflow_execution` object alone (gRPC).
+    Inner(&'a [u8]),
+}
+
+#[derive(Debug)]
+pub struct StartRequest<'a> {
+    pub api_key: Option<&'a str>,
+    pub workflow_id: &'a str,
+    pub body: Body<'a>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_ip: &'a str,
+}
+
+/// A started (or replayed) execution.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Started {
+    pub workflow_id: Uuid,
+    pub tracking_id: Uuid,
+    pub replayed: bool,
+    /// `(limit, remaining)` when the key has a burst limit.
+    pub burst: Option<(u32, u32)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Platform {
+    slot: Arc<RoutingSlot>,
+    store: Store,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0u8]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+impl Platform {
+    pub fn new(slot: Arc<RoutingSlot>, store: Store) -> Self {
+        Self { slot, store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn table(&self) -> Result<Arc<RoutingTable>, ApiError> {
+        self.slot.table().ok_or_else(ApiError::not_ready)
+    }
+
+    /// The key presented, if it is known and not revoked.
+    pub fn authenticate<'t>(
+        table: &'t RoutingTable,
+        presented: Option<&str>,
+    ) -> Result<&'t ApiKey, ApiError> {
+        let presented = presented
+            .filter(|k| !k.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        table
+            .api_key_by_hash(&digest)
+            .filter(|k| !k.revoked)
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// The API trigger: `POST /platform/v1/workflows/{workflow_id}/executions`.
+    pub async fn start(&self, request: StartRequest<'_>) -> Result<Started, ApiError> {
+        let table = self.table()?;
+        let key = Self::authenticate(&table, request.api_key)?;
+        let raw = match request.body {
+            Body::Http(bytes) | Body::Inner(bytes) => bytes,
+        };
+        let parsed: Value = serde_json::from_slice(raw).map_err(|e| ApiError::invalid_json(&e))?;
+        let body = match request.body {
+            Body::Http(_) => request::unwrap_body(parsed)?,
+            Body::Inner(_) => match parsed {
+                Value::Object(map) => map,
+                _ => {
+                    return Err(ApiError::field(
+                        "invalid_type",
+                        "workflow_execution",
+                        "workflow_execution must be an object",
+                    ));
+                }
+            },
+        };
+
+        let workflow_id =
+            Uuid::parse_str(request.workflow_id).map_err(|_| ApiError::workflow_not_found())?;
+        let workflow = table
+            .workflow(&workflow_id)
+            .filter(|w| w.project_id == key.project_id)
+            .ok_or_else(ApiError::workflow_not_found)?;
+        if !workflow.active {
+            return Err(ApiError::new(
+                Kind::Conflict,
+                "workflow_inactive",
+                "the workflow is not active",
+            ));
+        }
+        if !workflow.api_trigger.is_some_and(|(_, active)| active) {
+            return Err(ApiError::new(
+                Kind::Conflict,
+                "trigger_inactive",
+                "the workflow has no active API trigger",
+            ));
+        }
+
+        let idempotency = match request.idempotency_key {
+            None => None,
+            Some(k) if k.is_empty() || k.len() > IDEMPOTENCY_KEY_MAX => {
+                return Err(ApiError::field(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key",
+                    format!("Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters"),
+                ));
+            }
+            Some(k) => {
+                // The request is the workflow and the canonical (key-sorted) JSON of its
+                // body, so formatting differences are the same request.
+                let canonical = serde_json::to_vec(&body).unwrap_or_default();
+                Some((
+                    sha256_hex(&[k.as_bytes()]),
+                    sha256_hex(&[workflow_id.as_bytes(), &canonical]),
+                ))
+            }
+        };
+
+        let call = request::parse(body, &table, &key.project_id)?;
+        let now = chrono::Utc::now();
+        let tracking_id = keys::new_tracking_id(&key.project_id);
+        let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let origin = context::Origin {
+            tracking_id,
+            workflow_id,
+            api_key_id: key.id,
+            request_ip: request.request_ip,
+            request_timestamp: &timestamp,
+        };
+        let context = context::api_call(call, &origin);
+        let execution = NewExecution {
+            id: tracking_id,
+            project_id: key.project_id,
+            workflow_id,
+            trigger_type: "api_call",
+            test: false,
+            observer_mode: false,
+            conversation_id: None,
+            context: context.to_string(),
+            created_at: now.timestamp_millis(),
+        };
+        let admission = Admission {
+            idempotency,
+            burst: key.burst_limit.map(|limit| (key.id, limit)),
+        };
+        match self.store.create(&execution, &admission).await? {
+            Created::New { burst_remaining } => {
+                metrics::counter!("switchboard_executions_created_total", "trigger_type" => "api_call")
+                    .increment(1);
+                Ok(Started {
+                    workflow_id,
+                    tracking_id,
+                    replayed: false,
+                    burst: key.burst_limit.zip(burst_remaining),
+                })
+            }
+            Created::Replayed { tracking_id } => Ok(Started {
+                workflow_id,
+                tracking_id,
+                replayed: true,
+                burst: None,
+            }),
+            Created::IdempotencyKeyReused => Err(ApiError::field(
+                "idempotency_key_reused",
+                "Idempotency-Key",
+                "this Idempotency-Key was used with a different request in the last 24 hours",
+            )),
+            Created::RateLimited => Err(ApiError::new(
+                Kind::RateLimited,
+                "rate_limited",
+                format!(
+                    "burst limit of {} requests per second for this key and workflow reached",
+                    key.burst_limit.unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// An execution of the key's project (another project's is not found).
+    pub async fn execution(&self, api_key: Option<&str>, id: &str) -> Result<Execution, ApiError> {
+        let project_id = Self::authenticate(&*self.table()?, api_key)?.project_id;
+        let id = Uuid::parse_str(id).map_err(|_| ApiError::execution_not_found())?;
+        self.store
+            .get(id)
+            .await?
+            .filter(|e| e.project_id == project_id)
+            .ok_or_else(ApiError::execution_not_found)
+    }
+
+    /// Executions of a workflow of the key's project, newest first.
+    pub async fn executions(
+        &self,
+        api_key: Option<&str>,
+        workflow_id: &str,
+        status: Option<&str>,
+        limit: Option<&str>,
+        after: Option<&str>,
+    ) -> Result<Page, ApiError> {
+        let table = self.table()?;
+        let project_id = Self::authenticate(&table, api_key)?.project_id;
+        let workflow_id = Uuid::parse_str(workflow_id)
+            .ok()
+            .filter(|id| {
+                table
+                    .workflow(id)
+                    .is_some_and(|w| w.project_id == project_id)
+            })
+            .ok_or_else(ApiError::workflow_not_found)?;
+        let query = list_query(project_id, workflow_id, status, limit, after)?;
+        Ok(self.store.list(&query).await?)
+    }
+
+    /// Moves an execution of the key's project to `status` (`None`: the key is a runner's,
+    /// any project).
+    pub async fn set_status(
+        &self,
+        project_id: Option<Uuid>,
+        id: &str,
+        status: Option<&str>,
+    ) -> Result<Execution, ApiError> {
+        let id = Uuid::parse_str(id).map_err(|_| ApiError::execution_not_found())?;
+        let to = parse_status(status)?
+            .ok_or_else(|| ApiError::field("missing_field", "status", "status is required"))?;
+        if let Some(project_id) = project_id {
+            let owned = self
+                .store
+                .get(id)
+                .await?
+                .is_some_and(|e| e.project_id == project_id);
+            if !owned {
+                return Err(ApiError::execution_not_found());
+            }
+        }
+        match self
+            .store
+            .set_status(id, to, chrono::Utc::now().timestamp_millis())
+            .await?
+        {
+            Transition::Done(execution) => Ok(execution),
+            Transition::NotFound => Err(ApiError::execution_not_found()),
+            Transition::Invalid { from } => Err(ApiError::field(
+                "invalid_transition",
+                "status",
+                format!("an execution cannot go from {from} to {to}"),
+            )),
+        }
+    }
+
+    /// The project of a presented API key.
+    pub fn project_of(&self, api_key: Option<&str>) -> Result<Uuid, ApiError> {
+        Ok(Self::authenticate(&*self.table()?, api_key)?.project_id)
+    }
+}
+
+fn parse_status(status: Option<&str>) -> Result<Option<Status>, ApiError> {
+    status
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "invalid_status",
+                    "status",
+                    "status must be one of pending, running, waiting, handoff, ended, failed",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A list query from its raw parameters.
+pub fn list_query(
+    project_id: Uuid,
+    workflow_id: Uuid,
+    status: Option<&str>,
+    limit: Option<&str>,
+    after: Option<&str>,
+) -> Result<ListQuery, ApiError> {
+    let limit = match limit {
+        None => LIST_DEFAULT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "invalid_limit",
+                    "limit",
+                    format!("limit must be 1-{LIST_MAX}"),
+                )
+            })?,
+    };
+    let after = after
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            Uuid::parse_str(a).map_err(|_| {
+                ApiError::field(
+                    "invalid_cursor",
+                    "after",
+                    "after must be a cursor from a previous page",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(ListQuery {
+        workflow_id,
+        project_id,
+        status: parse_status(status)?,
+        limit,
+        after,
+    })
+}
+
+/// The JSON form of an execution (DESIGN §5).
+pub fn execution_json(e: &Execution) -> Value {
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    serde_json::json!({
+        "id": e.id.to_string(),
+        "tracking_id": e.id.to_string(),
+        "workflow_id": e.workflow_id.to_string(),
+        "status": e.status.as_str(),
+        "trigger_type": e.trigger_type,
+        "test": e.test,
+        "observer_mode": e.observer_mode,
+        "conversation_id": e.conversation_id,
+        "created_at": time(e.created_at),
+        "updated_at": time(e.updated_at),
+        "execution_context": parse(&e.context),
+        "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
+    })
+}

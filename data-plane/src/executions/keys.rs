@@ -1,0 +1,137 @@
+//! Redis key layout and sharding of the execution store.
+//!
+//! Every key of one project lives in one of [`SHARDS`] Redis Cluster hash slots, chosen by
+//! the project id, so the Lua script that creates an execution touches a single slot
+//! (record, workflow index, dispatch stream, idempotency key, burst counter). The shard is
+//! also written into the last byte of the tracking id (a UUIDv7 keeps 66 random bits), so a
+//! runner holding only a tracking id finds the record without knowing the project.
+//!
+//! ```text
+//! {prefix}:{x<shard>}:e:<tracking id>          hash: the execution record
+//! {prefix}:{x<shard>}:ev:<tracking id>         list: its events (JSON)
+//! {prefix}:{x<shard>}:w:<workflow id>          sorted set (lex): tracking ids of a workflow
+//! {prefix}:{x<shard>}:dispatch                 stream: executions for runners to claim
+//! {prefix}:{x<shard>}:i:<project>:<sha256 key>  idempotency: "<request sha256> <tracking id>"
+//! {prefix}:{x<shard>}:b:<key id>:<workflow>:<unix second>   burst counter
+//! ```
+
+use uuid::Uuid;
+
+/// Number of hash-tag shards. The shard travels in the tracking id's last byte, so it may
+/// grow up to 256 without breaking existing ids.
+pub const SHARDS: u8 = 16;
+
+/// The shard of a project: low bits of its (random-tailed) UUIDv7.
+pub fn shard_of_project(project_id: &Uuid) -> u8 {
+    project_id.as_bytes()[15] % SHARDS
+}
+
+/// The shard a tracking id was created in.
+pub fn shard_of_execution(tracking_id: &Uuid) -> u8 {
+    tracking_id.as_bytes()[15]
+}
+
+/// A new tracking id (UUIDv7, time-ordered) for an execution of `project_id`.
+pub fn new_tracking_id(project_id: &Uuid) -> Uuid {
+    let mut bytes = *Uuid::now_v7().as_bytes();
+    bytes[15] = shard_of_project(project_id);
+    Uuid::from_bytes(bytes)
+}
+
+/// The smallest tracking id created at or after `unix_ms`: lexicographic bound of an index
+/// (UUIDv7 strings sort by creation time).
+pub fn first_id_at(unix_ms: i64) -> Uuid {
+    let ms = u64::try_from(unix_ms).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn tag(&self, shard: u8) -> String {
+        format!("{}:{{x{shard}}}", self.prefix)
+    }
+
+    pub fn record(&self, id: &Uuid) -> String {
+        format!("{}:e:{id}", self.tag(shard_of_execution(id)))
+    }
+
+    pub fn events(&self, id: &Uuid) -> String {
+        format!("{}:ev:{id}", self.tag(shard_of_execution(id)))
+    }
+
+    pub fn workflow_index(&self, project_id: &Uuid, workflow_id: &Uuid) -> String {
+        format!("{}:w:{workflow_id}", self.tag(shard_of_project(project_id)))
+    }
+
+    pub fn dispatch(&self, shard: u8) -> String {
+        format!("{}:dispatch", self.tag(shard))
+    }
+
+    pub fn idempotency(&self, project_id: &Uuid, key_sha256: &str) -> String {
+        format!(
+            "{}:i:{project_id}:{key_sha256}",
+            self.tag(shard_of_project(project_id))
+        )
+    }
+
+    pub fn burst(
+        &self,
+        project_id: &Uuid,
+        key_id: &Uuid,
+        workflow_id: &Uuid,
+        second: i64,
+    ) -> String {
+        format!(
+            "{}:b:{key_id}:{workflow_id}:{second}",
+            self.tag(shard_of_project(project_id))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracking_id_names_its_projects_shard_and_stays_v7() {
+        for _ in 0..100 {
+            let project = Uuid::now_v7();
+            let id = new_tracking_id(&project);
+            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(shard_of_execution(&id), shard_of_project(&project));
+            let keys = Keys::new("sb");
+            let tag = |k: String| k.split(['{', '}']).nth(1).map(str::to_owned);
+            assert_eq!(
+                tag(keys.record(&id)),
+                tag(keys.workflow_index(&project, &id))
+            );
+            assert_eq!(
+                tag(keys.record(&id)),
+                tag(keys.dispatch(shard_of_project(&project)))
+            );
+        }
+    }
+
+    #[test]
+    fn first_id_at_bounds_ids_by_time() {
+        let now = Uuid::now_v7();
+        let (secs, nanos) = now.get_timestamp().map(|t| t.to_unix()).unwrap_or_default();
+        let ms = i64::try_from(secs).unwrap_or(0) * 1000 + i64::from(nanos / 1_000_000);
+        assert!(first_id_at(ms).to_string() <= now.to_string());
+        assert!(first_id_at(ms + 1).to_string() > now.to_string());
+    }
+}

@@ -1,0 +1,202 @@
+//! The execution store (DESIGN §5): one record per execution keyed by tracking id, a
+//! per-workflow index for listing, the dispatch stream runners consume, and the idempotency
+//! and burst-limit counters of the API trigger.
+//!
+//! Two implementations behind one [`Store`]: [`redis_store`] (production; creating an
+//! execution is one Lua call, all-or-nothing) and [`memory_store`] (`--redis-url memory`, for
+//! `switchboard dev`). Both pass the same behaviour tests (`tests/it/store.rs`).
+//!
+//! Key layout and sharding live in [`keys`]: every key of one project shares a Redis Cluster
+//! hash tag, and the tracking id carries that tag so it can be found from the id alone.
+
+pub mod keys;
+pub mod memory_store;
+pub mod redis_store;
+mod status;
+
+pub use status::Status;
+
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The store could not answer; nothing was written. Mapped to 503 / UNAVAILABLE at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("execution store unavailable: {0}")]
+    Unavailable(String),
+    #[error("execution store returned a malformed record: {0}")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(err: redis::RedisError) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}
+
+/// A new execution, with its context already built.
+#[derive(Clone, Debug)]
+pub struct NewExecution {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub workflow_id: Uuid,
+    pub trigger_type: &'static str,
+    pub test: bool,
+    pub observer_mode: bool,
+    pub conversation_id: Option<String>,
+    /// `execution_context`, serialised JSON.
+    pub context: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What must hold, atomically with the creation, for it to happen.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    /// `(SHA-256 hex of the Idempotency-Key, SHA-256 hex of the request)`.
+    pub idempotency: Option<(String, String)>,
+    /// `(API key id, requests per second)` for the burst limit of (key, workflow).
+    pub burst: Option<(Uuid, u32)>,
+}
+
+/// The result of [`Store::create`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Written; `burst_remaining` when a burst limit applied.
+    New { burst_remaining: Option<u32> },
+    /// The idempotency key was seen with the same request: the original execution.
+    Replayed { tracking_id: Uuid },
+    /// The idempotency key was seen with another request.
+    IdempotencyKeyReused,
+    /// Over the burst limit this second; nothing written.
+    RateLimited,
+}
+
+/// A stored execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Execution {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub workflow_id: Uuid,
+    pub status: Status,
+    pub trigger_type: String,
+    pub test: bool,
+    pub observer_mode: bool,
+    pub conversation_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// `execution_context`, serialised JSON.
+    pub context: String,
+    /// Execution events, each serialised JSON, oldest first.
+    pub events: Vec<String>,
+}
+
+/// The result of [`Store::set_status`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    Done(Execution),
+    NotFound,
+    Invalid { from: Status },
+}
+
+/// One page of a workflow's executions, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    pub executions: Vec<Execution>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub after: Option<Uuid>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    pub workflow_id: Uuid,
+    pub project_id: Uuid,
+    pub status: Option<Status>,
+    pub limit: usize,
+    pub after: Option<Uuid>,
+}
+
+/// How long an idempotency key is remembered (DESIGN §5).
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The execution store.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Redis(redis_store::RedisStore),
+    Memory(memory_store::MemoryStore),
+}
+
+impl Store {
+    /// Opens the store named by `--redis-url` (`memory` or a Redis URL). Redis is connected
+    /// lazily and reconnects by itself: a data plane starts while Redis is down.
+    pub fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
+        if url == "memory" {
+            Ok(Store::Memory(memory_store::MemoryStore::new(
+                prefix, retention,
+            )))
+        } else {
+            Ok(Store::Redis(redis_store::RedisStore::open(
+                url, prefix, retention,
+            )?))
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Redis(_) => "redis",
+            Store::Memory(_) => "memory",
+        }
+    }
+
+    /// Creates `execution` if `admission` allows it: record, workflow index, dispatch entry,
+    /// idempotency key and burst counter, all or nothing.
+    pub async fn create(
+        &self,
+        execution: &NewExecution,
+        admission: &Admission,
+    ) -> Result<Created, StoreError> {
+        match self {
+            Store::Redis(s) => s.create(execution, admission).await,
+            Store::Memory(s) => Ok(s.create(execution, admission)),
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        match self {
+            Store::Redis(s) => s.get(id).await,
+            Store::Memory(s) => Ok(s.get(id)),
+        }
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        match self {
+            Store::Redis(s) => s.list(query).await,
+            Store::Memory(s) => Ok(s.list(query)),
+        }
+    }
+
+    /// Moves an execution to `to` when the transition table allows it, recording a
+    /// `status_changed` event.
+    pub async fn set_status(
+        &self,
+        id: Uuid,
+        to: Status,
+        now: i64,
+    ) -> Result<Transition, StoreError> {
+        match self {
+            Store::Redis(s) => s.set_status(id, to, now).await,
+            Store::Memory(s) => Ok(s.set_status(id, to, now)),
+        }
+    }
+}
+
+/// The event recorded with a status change.
+pub(crate) fn status_event(from: Status, to: Status, at: i64) -> String {
+    serde_json::json!({
+        "type": "status_changed",
+        "from": from.as_str(),
+        "to": to.as_str(),
+        "at": at,
+    })
+    .to_string()
+}

@@ -1,0 +1,376 @@
+//! The Redis execution store. Creation and status changes are Lua scripts (atomic, one
+//! round trip, every key declared and in one hash slot, so Redis Cluster accepts them);
+//! reads are pipelines. The connection is a [`ConnectionManager`]: created without
+//! connecting, it reconnects in the background, so a data plane starts while Redis is down
+//! and recovers without a restart once it is back; meanwhile every call fails fast with
+//! [`StoreError::Unavailable`].
+
+use super::keys::{Keys, first_id_at, shard_of_execution, shard_of_project};
+use super::{
+    Admission, Created, Execution, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page, Status,
+    StoreError, Transition,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Checks idempotency, then the burst limit, then writes the record, index entry, dispatch
+/// entry and idempotency key. Every check precedes the first write, so a refusal writes
+/// nothing (the burst counter of a refused request excepted: it counts attempts).
+const CREATE: &str = r#"
+local request = ARGV[11]
+if request ~= '' then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    if space and string.sub(seen, 1, space - 1) == request then
+      return {1, string.sub(seen, space + 1)}
+    end
+    return {2}
+  end
+end
+local remaining = -1
+local limit = tonumber(ARGV[13])
+if limit > 0 then
+  local count = redis.call('INCR', KEYS[5])
+  if count == 1 then redis.call('PEXPIRE', KEYS[5], 2000) end
+  if count > limit then return {3} end
+  remaining = limit - count
+end
+redis.call('HSET', KEYS[1], 'project', ARGV[2], 'workflow', ARGV[3], 'status', 'pending',
+  'trigger_type', ARGV[4], 'test', ARGV[5], 'observer', ARGV[6], 'conversation', ARGV[7],
+  'created', ARGV[8], 'updated', ARGV[8], 'context', ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', '(' .. ARGV[14])
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
+redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'project', ARGV[2], 'workflow', ARGV[3],
+  'trigger_type', ARGV[4])
+if request ~= '' then
+  redis.call('SET', KEYS[4], request .. ' ' .. ARGV[1], 'PX', ARGV[12])
+end
+return {0, remaining}
+"#;
+
+/// Moves a record to ARGV[1] when its status is one of ARGV[3] (space separated) and
+/// appends the status_changed event; the event list lives as long as the record.
+const SET_STATUS: &str = r#"
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {0} end
+if not string.find(' ' .. ARGV[3] .. ' ', ' ' .. current .. ' ', 1, true) then
+  return {1, current}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
+redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"from":"' .. current .. '","to":"' ..
+  ARGV[1] .. '","type":"status_changed"}')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {2}
+"#;
+
+/// Index entries read per round trip while listing.
+const LIST_BATCH: usize = 200;
+/// Round trips one list call may spend skipping filtered-out entries before it returns a
+/// short page with a cursor.
+const LIST_ROUNDS: usize = 10;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    keys: Arc<Keys>,
+    retention_ms: i64,
+    create: Arc<Script>,
+    set_status: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl RedisStore {
+    pub fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            connection,
+            keys: Arc::new(Keys::new(prefix)),
+            retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            create: Arc::new(Script::new(CREATE)),
+            set_status: Arc::new(Script::new(SET_STATUS)),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(StoreError::from)
+    }
+
+    pub async fn create(
+        &self,
+        execution: &NewExecution,
+        admission: &Admission,
+    ) -> Result<Created, StoreError> {
+        let e = execution;
+        let keys = &self.keys;
+        let shard = shard_of_project(&e.project_id);
+        let record = keys.record(&e.id);
+        let (idempotency_key, request) = match &admission.idempotency {
+            Some((key, request)) => (keys.idempotency(&e.project_id, key), request.as_str()),
+            None => (record.clone(), ""),
+        };
+        let (burst_key, limit) = match admission.burst {
+            Some((key_id, limit)) => (
+                keys.burst(&e.project_id, &key_id, &e.workflow_id, e.created_at / 1000),
+                limit,
+            ),
+            None => (record.clone(), 0),
+        };
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(&record)
+            .key(keys.workflow_index(&e.project_id, &e.workflow_id))
+            .key(keys.dispatch(shard))
+            .key(idempotency_key)
+            .key(burst_key)
+            .arg(e.id.to_string())
+            .arg(e.project_id.to_string())
+            .arg(e.workflow_id.to_string())
+            .arg(e.trigger_type)
+            .arg(u8::from(e.test))
+            .arg(u8::from(e.observer_mode))
+            .arg(e.conversation_id.as_deref().unwrap_or(""))
+            .arg(e.created_at)
+            .arg(&e.context)
+            .arg(self.retention_ms)
+            .arg(request)
+            .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
+            .arg(limit)
+            .arg(first_id_at(e.created_at - self.retention_ms).to_string());
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
+        let corrupt = || StoreError::Corrupt(format!("create returned {reply:?}"));
+        match reply.first().and_then(int) {
+            Some(0) => {
+                let remaining = reply.get(1).and_then(int).ok_or_else(corrupt)?;
+                Ok(Created::New {
+                    burst_remaining: u32::try_from(remaining).ok(),
+                })
+            }
+            Some(1) => {
+                let id = reply.get(1).and_then(text).ok_or_else(corrupt)?;
+                let tracking_id = Uuid::parse_str(&id).map_err(|_| corrupt())?;
+                Ok(Created::Replayed { tracking_id })
+            }
+            Some(2) => Ok(Created::IdempotencyKeyReused),
+            Some(3) => Ok(Created::RateLimited),
+            _ => Err(corrupt()),
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        let mut connection = self.connection.clone();
+        let (fields, events): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(self.keys.record(&id))
+            .lrange(self.keys.events(&id), 0, -1)
+            .query_async(&mut connection)
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_record(id, fields, events).map(Some)
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let index = self
+            .keys
+            .workflow_index(&query.project_id, &query.workflow_id);
+        let mut connection = self.connection.clone();
+        let mut page = Page::default();
+        let mut cursor = query.after;
+        for _ in 0..LIST_ROUNDS {
+            let max = cursor.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+            let ids: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(&index)
+                .arg(max)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(LIST_BATCH)
+                .query_async(&mut connection)
+                .await?;
+            let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+            if ids.is_empty() {
+                return Ok(page);
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hgetall(self.keys.record(id));
+            }
+            let records: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+            let full_batch = ids.len() == LIST_BATCH;
+            for (id, fields) in ids.into_iter().zip(records) {
+                cursor = Some(id);
+                if fields.is_empty() {
+                    continue; // expired; the index is trimmed on the next create
+                }
+                let execution = parse_record(id, fields, Vec::new())?;
+                if execution.project_id != query.project_id
+                    || query.status.is_some_and(|s| s != execution.status)
+                {
+                    continue;
+                }
+                if page.executions.len() == query.limit {
+                    page.after = page.executions.last().map(|e| e.id);
+                    return Ok(page);
+                }
+                page.executions.push(execution);
+            }
+            if !full_batch {
+                return Ok(page);
+            }
+        }
+        // Scanned enough for one call: hand back a cursor where the scan stopped.
+        page.after = cursor;
+        Ok(page)
+    }
+
+    pub async fn set_status(
+        &self,
+        id: Uuid,
+        to: Status,
+        now: i64,
+    ) -> Result<Transition, StoreError> {
+        let allowed_from: Vec<&str> = Status::ALL
+            .into_iter()
+            .filter(|from| from.can_become(to))
+            .map(Status::as_str)
+            .collect();
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = self
+            .set_status
+            .key(self.keys.record(&id))
+            .key(self.keys.events(&id))
+            .arg(to.as_str())
+            .arg(now)
+            .arg(allowed_from.join(" "))
+            .invoke_async(&mut connection)
+            .await?;
+        match reply.first().and_then(int) {
+            Some(0) => Ok(Transition::NotFound),
+            Some(1) => {
+                let from = reply
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|s| Status::parse(&s))
+                    .ok_or_else(|| StoreError::Corrupt(format!("status of {id}")))?;
+                Ok(Transition::Invalid { from })
+            }
+            Some(2) => match self.get(id).await? {
+                Some(execution) => Ok(Transition::Done(execution)),
+                None => Ok(Transition::NotFound),
+            },
+            _ => Err(StoreError::Corrupt(format!(
+                "set_status returned {reply:?}"
+            ))),
+        }
+    }
+
+    /// Tracking ids waiting in the dispatch stream of `shard` (for tests and runners).
+    pub async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {
+        let mut connection = self.connection.clone();
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.keys.dispatch(shard))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await?;
+        Ok(entries
+            .ids
+            .iter()
+            .filter_map(|entry| entry.get::<String>("id"))
+            .filter_map(|id| Uuid::parse_str(&id).ok())
+            .collect())
+    }
+
+    /// The shard a tracking id lives in (re-exported for callers holding only the id).
+    pub fn shard(id: &Uuid) -> u8 {
+        shard_of_execution(id)
+    }
+}
+
+fn parse_record(
+    id: Uuid,
+    mut fields: HashMap<String, String>,
+    events: Vec<String>,
+) -> Result<Execution, StoreError> {
+    let mut take = |name: &str| {
+        fields
+            .remove(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("{id}: no {name}")))
+    };
+    let uuid = |value: String, name: &str| {
+        Uuid::parse_str(&value).map_err(|_| StoreError::Corrupt(format!("{id}: bad {name}")))
+    };
+    let number = |value: String, name: &str| {
+        value
+            .parse::<i64>()
+            .map_err(|_| StoreError::Corrupt(format!("{id}: bad {name}")))
+    };
+    let project_id = uuid(take("project")?, "project")?;
+    let workflow_id = uuid(take("workflow")?, "workflow")?;
+    let status = take("status")?;
+    let status =
+        Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("{id}: bad status")))?;
+    let trigger_type = take("trigger_type")?;
+    let test = take("test")? == "1";
+    let observer_mode = take("observer")? == "1";
+    let conversation = take("conversation")?;
+    let created_at = number(take("created")?, "created")?;
+    let updated_at = number(take("updated")?, "updated")?;
+    let context = take("context")?;
+    Ok(Execution {
+        id,
+        project_id,
+        workflow_id,
+        status,
+        trigger_type,
+        test,
+        observer_mode,
+        conversation_id: (!conversation.is_empty()).then_some(conversation),
+        created_at,
+        updated_at,
+        context,
+        events,
+    })
+}

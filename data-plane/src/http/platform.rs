@@ -1,0 +1,230 @@
+//! The platform API over HTTP (DESIGN §5): extracts the key, body and parameters, calls
+//! [`Platform`], and maps [`ApiError`]s to statuses and the documented error body.
+
+use crate::api::{ApiError, BODY_LIMIT, Body, Kind, Platform, StartRequest, execution_json};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, routing::get, routing::post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+#[derive(Clone)]
+pub struct PlatformState {
+    pub platform: Platform,
+    pub trust_forwarded_for: bool,
+}
+
+pub fn routes(state: PlatformState) -> Router {
+    Router::new()
+        .route(
+            "/platform/v1/workflows/{workflow_id}/executions",
+            post(start).get(list),
+        )
+        .route(
+            "/platform/v1/workflow_executions/{id}",
+            get(show).patch(update),
+        )
+        .with_state(state)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.kind {
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = Value::String(field);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if matches!(self.kind, Kind::RateLimited | Kind::Unavailable) {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// `X-API-Key: <key>`, else `Authorization: Bearer <key>`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key") {
+        return key.to_str().ok().map(str::trim);
+    }
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, key) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+fn request_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+    {
+        return first.to_owned();
+    }
+    peer.ip().to_canonical().to_string()
+}
+
+/// The body, or 413 past [`BODY_LIMIT`] (checked on `Content-Length` first, then while
+/// reading).
+async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            Kind::PayloadTooLarge,
+            "payload_too_large",
+            format!("the body is over {} KiB", BODY_LIMIT / 1024),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| too_large())
+}
+
+async fn start(
+    State(state): State<PlatformState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(workflow_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body).await?;
+    let ip = request_ip(&headers, peer, state.trust_forwarded_for);
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::field(
+                "invalid_idempotency_key",
+                "Idempotency-Key",
+                "Idempotency-Key must be visible ASCII",
+            )
+        })?),
+    };
+    let started = state
+        .platform
+        .start(StartRequest {
+            api_key: api_key(&headers),
+            workflow_id: &workflow_id,
+            body: Body::Http(&body),
+            idempotency_key,
+            request_ip: &ip,
+        })
+        .await?;
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            message: "Workflow execution initiated",
+            workflow_id: started.workflow_id,
+            tracking_id: started.tracking_id,
+        }),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if started.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some((limit, remaining)) = started.burst {
+        headers.insert("x-burst-ratelimit-limit", HeaderValue::from(limit));
+        headers.insert("x-burst-ratelimit-remaining", HeaderValue::from(remaining));
+    }
+    Ok(response)
+}
+
+/// The 202 body, fields in the documented order.
+#[derive(serde::Serialize)]
+struct Accepted {
+    message: &'static str,
+    workflow_id: uuid::Uuid,
+    tracking_id: uuid::Uuid,
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+async fn list(
+    State(state): State<PlatformState>,
+    Path(workflow_id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) =
+        params.map_err(|e| ApiError::new(Kind::BadRequest, "invalid_query", e.body_text()))?;
+    let page = state
+        .platform
+        .executions(
+            api_key(&headers),
+            &workflow_id,
+            params.status.as_deref(),
+            params.limit.as_deref(),
+            params.after.as_deref(),
+        )
+        .await?;
+    let data: Vec<Value> = page.executions.iter().map(execution_json).collect();
+    Ok(Json(json!({
+        "data": data,
+        "paging": { "cursors": { "after": page.after.map(|id| id.to_string()) } },
+    }))
+    .into_response())
+}
+
+async fn show(
+    State(state): State<PlatformState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let execution = state.platform.execution(api_key(&headers), &id).await?;
+    Ok(Json(execution_json(&execution)).into_response())
+}
+
+async fn update(
+    State(state): State<PlatformState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let project_id = state.platform.project_of(api_key(&headers))?;
+    let body = read_body(&headers, body).await?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_json(&e))?;
+    let status = match body.get("status") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(ApiError::field(
+                "invalid_type",
+                "status",
+                "status must be a string",
+            ));
+        }
+    };
+    let execution = state
+        .platform
+        .set_status(Some(project_id), &id, status)
+        .await?;
+    Ok(Json(execution_json(&execution)).into_response())
+}
