@@ -127,7 +127,8 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         seed(&mut client, &mut credentials).await?;
         save(&path, &credentials)?;
     }
-    let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Failure::Refused(e.to_string()));
+    let local =
+        |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| Failure::Refused(e.to_string()));
     let data_plane_config = switchboard_data_plane::Config {
         control_plane: url.clone(),
         node_id: Some("dev".into()),

@@ -148,4 +148,20 @@ impl Admin {
             .into_inner()
             .version)
     }
+
+    /// A new API key: `(id, secret)`.
+    pub async fn api_key(
+        &mut self,
+        project_id: &str,
+        burst_limit: Option<u32>,
+    ) -> Result<(String, String), Status> {
+        let r = pb::CreateApiKeyRequest {
+            project_id: project_id.to_owned(),
+            name: "test".to_owned(),
+            burst_limit,
+        };
+        let created = self.client.create_api_key(r).await?.into_inner();
+        let id = created.api_key.map(|k| k.id).unwrap_or_default();
+        Ok((id, created.secret))
+    }
 }

@@ -5,16 +5,21 @@
 pub mod admin;
 pub mod bulk;
 pub mod db;
+pub mod platform;
+pub mod redis;
 pub mod servers;
 
 pub use admin::Admin;
 pub use db::{Backend, TestDb};
+pub use redis::{RedisProxy, TestRedis};
 pub use servers::{ControlPlane, DataPlane};
 
 /// Admin token every test control plane is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// Node token every test control plane is started with.
 pub const NODE_TOKEN: &str = "test-node-token";
+/// Runner token every test data plane is started with.
+pub const RUNNER_TOKEN: &str = "test-runner-token";
 
 /// Path of a workspace binary (`switchboard`, `control-plane`, `data-plane`) next to the test
 /// executable; `scripts/test` builds them before the tests run.

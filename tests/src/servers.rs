@@ -1,6 +1,6 @@
 //! Real servers started in-process on `127.0.0.1:0`, stopped through their shutdown future.
 
-use crate::{ADMIN_TOKEN, Admin, NODE_TOKEN};
+use crate::{ADMIN_TOKEN, Admin, NODE_TOKEN, RUNNER_TOKEN};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_control_plane::Config;
@@ -111,33 +111,60 @@ impl Drop for ControlPlane {
 pub struct DataPlane {
     pub node_id: String,
     pub http_url: String,
+    pub grpc_url: String,
     pub slot: Arc<RoutingSlot>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), switchboard_data_plane::Error>>>,
 }
 
 impl DataPlane {
-    /// Starts a data plane following `control_plane` with its state in `state_dir`. It
-    /// is not waited for: tests wait for the version they expect.
+    /// Starts a data plane following `control_plane` with its state in `state_dir` and the
+    /// in-process execution store. It is not waited for: tests wait for the version they
+    /// expect.
     pub async fn start(
         control_plane: &str,
         node_id: &str,
         state_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with_store(control_plane, node_id, state_dir, "memory", "sbtest").await
+    }
+
+    /// Starts a data plane whose execution store is `redis_url` (or `memory`) with keys
+    /// under `prefix`.
+    pub async fn start_with_store(
+        control_plane: &str,
+        node_id: &str,
+        state_dir: &std::path::Path,
+        redis_url: &str,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
         let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http_url = format!("http://{}", http.local_addr()?);
+        let grpc_url = format!("http://{}", grpc.local_addr()?);
         let config = switchboard_data_plane::Config {
             control_plane: control_plane.to_owned(),
             node_id: Some(node_id.to_owned()),
             node_token: NODE_TOKEN.to_owned(),
             http_listen: http.local_addr()?,
             state_dir: state_dir.to_owned(),
+            redis_url: redis_url.to_owned(),
+            redis_key_prefix: prefix.to_owned(),
+            grpc_listen: grpc.local_addr()?,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            runner_token: RUNNER_TOKEN.to_owned(),
+            graph_api_base: "http://127.0.0.1:9/unused".to_owned(),
+            conversation_inactivity: Duration::from_secs(24 * 3600),
+            execution_retention: Duration::from_secs(7 * 24 * 3600),
+            trust_forwarded_for: false,
         };
         let slot = Arc::new(RoutingSlot::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchboard_data_plane::run(
             config,
             http,
+            grpc,
             slot.clone(),
             None,
             async {
@@ -147,6 +174,7 @@ impl DataPlane {
         Ok(Self {
             node_id: node_id.to_owned(),
             http_url,
+            grpc_url,
             slot,
             stop: Some(stop),
             task: Some(task),
