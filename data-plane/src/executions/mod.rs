@@ -190,6 +190,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Tracking ids waiting in the dispatch stream of `shard`, oldest first (runners
+    /// consume it; tests and diagnostics read it).
+    pub async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Store::Redis(s) => s.dispatched(shard).await,
+            Store::Memory(s) => Ok(s.dispatched(shard)),
+        }
+    }
+}
+
 /// The event recorded with a status change.
 pub(crate) fn status_event(from: Status, to: Status, at: i64) -> String {
     serde_json::json!({

@@ -6,3 +6,4 @@ mod catalog;
 mod cli;
 mod routing;
 mod server;
+mod store;
