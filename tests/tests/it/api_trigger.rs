@@ -886,3 +886,145 @@ async fn redis_down_answers_503_writes_nothing_and_recovers_without_a_restart() 
     assert_eq!(records, 2);
     Ok(())
 }
+
+/// A gRPC request carrying `header: value`.
+fn with<T>(value: &str, header: &'static str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = value.parse() {
+        request.metadata_mut().insert(header, value);
+    }
+    request
+}
+
+/// `Executions` over gRPC: StartExecution with an API key, the rest with the runner token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executions_grpc_service_starts_reads_lists_and_moves_executions() -> anyhow::Result<()>
+{
+    use pb::executions_client::ExecutionsClient;
+    use tonic::Code;
+    let s = Stack::start().await?;
+    let channel = tonic::transport::Channel::from_shared(s.dp.grpc_url.clone())?
+        .connect()
+        .await?;
+    let mut client = ExecutionsClient::new(channel);
+    let start = |idem: Option<&str>| pb::StartExecutionRequest {
+        workflow_id: s.tenant.workflow_id.clone(),
+        workflow_execution_json: r#"{"phone_number": "+1 234 567 890", "variables": {"x": 1}}"#
+            .into(),
+        idempotency_key: idem.map(str::to_owned),
+    };
+
+    let started = client
+        .start_execution(with(&s.tenant.key, "x-api-key", start(Some("g-1"))))
+        .await?
+        .into_inner();
+    assert_eq!(started.message, "Workflow execution initiated");
+    assert_eq!(started.workflow_id, s.tenant.workflow_id);
+    assert!(is_uuid_v7(&started.tracking_id));
+    assert!(!started.idempotent_replayed);
+    let replay = client
+        .start_execution(with(
+            &format!("Bearer {}", s.tenant.key),
+            "authorization",
+            start(Some("g-1")),
+        ))
+        .await?
+        .into_inner();
+    assert!(replay.idempotent_replayed);
+    assert_eq!(replay.tracking_id, started.tracking_id);
+
+    let refused = client
+        .start_execution(with("sbk_nope", "x-api-key", start(None)))
+        .await;
+    assert_eq!(refused.err().map(|e| e.code()), Some(Code::Unauthenticated));
+    let mut bad = start(None);
+    bad.workflow_execution_json = r#"{"phone_number": "+0"}"#.into();
+    let refused = client
+        .start_execution(with(&s.tenant.key, "x-api-key", bad))
+        .await;
+    let status = refused
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("bad phone accepted"))?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("workflow_execution.phone_number"),
+        "{}",
+        status.message()
+    );
+
+    let runner = format!("Bearer {}", switchboard_tests::RUNNER_TOKEN);
+    let get = |id: &str| pb::GetExecutionRequest {
+        tracking_id: id.to_owned(),
+    };
+    let refused = client
+        .get_execution(with(
+            "Bearer wrong-token",
+            "authorization",
+            get(&started.tracking_id),
+        ))
+        .await;
+    assert_eq!(refused.err().map(|e| e.code()), Some(Code::Unauthenticated));
+    let refused = client
+        .get_execution(with(&s.tenant.key, "x-api-key", get(&started.tracking_id)))
+        .await;
+    assert_eq!(
+        refused.err().map(|e| e.code()),
+        Some(Code::Unauthenticated),
+        "an API key is not a runner token"
+    );
+    let execution = client
+        .get_execution(with(&runner, "authorization", get(&started.tracking_id)))
+        .await?
+        .into_inner();
+    assert_eq!(execution.id, started.tracking_id);
+    assert_eq!(execution.project_id, s.tenant.project_id);
+    assert_eq!(execution.status, "pending");
+    let context: Value = serde_json::from_str(&execution.execution_context_json)?;
+    assert_eq!(context["context"]["phone_number"], "+1234567890");
+    assert_eq!(context["x"], 1);
+    let missing = client
+        .get_execution(with(
+            &runner,
+            "authorization",
+            get(&uuid::Uuid::now_v7().to_string()),
+        ))
+        .await;
+    assert_eq!(missing.err().map(|e| e.code()), Some(Code::NotFound));
+
+    let update = |status: &str| pb::UpdateExecutionStatusRequest {
+        tracking_id: started.tracking_id.clone(),
+        status: status.to_owned(),
+    };
+    let moved = client
+        .update_execution_status(with(&runner, "authorization", update("running")))
+        .await?
+        .into_inner();
+    assert_eq!(moved.status, "running");
+    assert_eq!(moved.events_json.len(), 1);
+    let refused = client
+        .update_execution_status(with(&runner, "authorization", update("pending")))
+        .await;
+    assert_eq!(
+        refused.err().map(|e| e.code()),
+        Some(Code::FailedPrecondition)
+    );
+
+    let listed = client
+        .list_executions(with(
+            &runner,
+            "authorization",
+            pb::ListExecutionsRequest {
+                workflow_id: s.tenant.workflow_id.clone(),
+                project_id: s.tenant.project_id.clone(),
+                status: Some("running".into()),
+                limit: 10,
+                after: None,
+            },
+        ))
+        .await?
+        .into_inner();
+    let ids: Vec<&str> = listed.executions.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [started.tracking_id.as_str()]);
+    assert_eq!(listed.next_after, None);
+    Ok(())
+}

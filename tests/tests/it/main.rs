@@ -4,6 +4,7 @@
 mod api_trigger;
 mod catalog;
 mod cli;
+mod dev;
 mod routing;
 mod server;
 mod store;
