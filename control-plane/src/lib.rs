@@ -47,14 +47,18 @@ pub enum Error {
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle, Error> {
     static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    // Another component (e.g. a data plane in `switchboard dev`) may have installed one.
-    let _ = metrics::set_global_recorder(recorder);
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    // One initialiser even when several control planes start at once (tests): the handle
+    // kept is always the one of the recorder that was installed.
+    Ok(HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone())
 }
 
 /// Applies pending migrations and returns the names of those applied.
