@@ -112,6 +112,19 @@ pub async fn run(
         },
     }
     let platform = api::Platform::new(slot.clone(), store);
+    if let Some(handle) = metrics.clone() {
+        // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
+        let mut stopped = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => handle.run_upkeep(),
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+        });
+    }
 
     let grpc_addr = grpc.local_addr()?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

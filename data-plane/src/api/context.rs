@@ -1,7 +1,8 @@
 //! The execution context of an `api_call` execution (DESIGN §6).
 
 use super::request::ApiCall;
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Top-level names a variable cannot take.
@@ -25,42 +26,95 @@ pub struct Origin<'a> {
     pub request_timestamp: &'a str,
 }
 
-/// Builds the context. The request's own keys come first and system keys overwrite them:
-/// `context.phone_number` and `context.channel` are always Switchboard's, and a variable
-/// named like a reserved top-level name stays only under `vars`.
-pub fn api_call(call: ApiCall<'_>, origin: &Origin<'_>) -> Value {
-    let mut context = call.context;
-    context.insert("phone_number".into(), Value::String(call.phone_number));
-    context.insert("channel".into(), Value::String("api".into()));
+/// Builds the context and serialises it. The request's own keys come first and system keys
+/// overwrite them: `context.phone_number` and `context.channel` are always Switchboard's,
+/// and a variable named like a reserved top-level name stays only under `vars`. Written
+/// straight from the parsed request, without building a second JSON tree.
+pub fn api_call(call: &ApiCall<'_>, origin: &Origin<'_>) -> String {
+    serde_json::to_string(&Root { call, origin }).unwrap_or_else(|_| "{}".to_owned())
+}
 
-    let mut root = Map::with_capacity(6 + call.variables.len());
-    for (name, value) in &call.variables {
-        if !RESERVED.contains(&name.as_str()) {
-            root.insert(name.clone(), value.clone());
+struct Root<'a> {
+    call: &'a ApiCall<'a>,
+    origin: &'a Origin<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct System {
+    trigger_type: &'static str,
+    tracking_id: Uuid,
+    workflow_id: Uuid,
+    api_key_id: Uuid,
+    trigger_whatsapp_config_id: Option<i64>,
+    observer_mode: bool,
+    allow_outbound: bool,
+    test: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Metadata<'a> {
+    request_ip: &'a str,
+    request_timestamp: &'a str,
+}
+
+/// The request's context members, then Switchboard's `phone_number` and `channel`.
+struct Context<'a> {
+    request: &'a Map<String, Value>,
+    phone_number: &'a str,
+}
+
+impl Serialize for Context<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.request {
+            if name != "phone_number" && name != "channel" {
+                map.serialize_entry(name, value)?;
+            }
         }
+        map.serialize_entry("phone_number", self.phone_number)?;
+        map.serialize_entry("channel", "api")?;
+        map.end()
     }
-    root.insert(
-        "system".into(),
-        json!({
-            "trigger_type": "api_call",
-            "tracking_id": origin.tracking_id.to_string(),
-            "workflow_id": origin.workflow_id.to_string(),
-            "api_key_id": origin.api_key_id.to_string(),
-            "trigger_whatsapp_config_id": call.number.map(|n| n.whatsapp_config_id),
-            "observer_mode": false,
-            "allow_outbound": true,
-            "test": false,
-        }),
-    );
-    root.insert("context".into(), Value::Object(context));
-    root.insert("vars".into(), Value::Object(call.variables));
-    root.insert(
-        "metadata".into(),
-        json!({
-            "request_ip": origin.request_ip,
-            "request_timestamp": origin.request_timestamp,
-        }),
-    );
-    root.insert("initial_data".into(), call.initial_data);
-    Value::Object(root)
+}
+
+impl Serialize for Root<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (call, origin) = (self.call, self.origin);
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in &call.variables {
+            if !RESERVED.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.serialize_entry(
+            "system",
+            &System {
+                trigger_type: "api_call",
+                tracking_id: origin.tracking_id,
+                workflow_id: origin.workflow_id,
+                api_key_id: origin.api_key_id,
+                trigger_whatsapp_config_id: call.number.map(|n| n.whatsapp_config_id),
+                observer_mode: false,
+                allow_outbound: true,
+                test: false,
+            },
+        )?;
+        map.serialize_entry(
+            "context",
+            &Context {
+                request: &call.context,
+                phone_number: &call.phone_number,
+            },
+        )?;
+        map.serialize_entry("vars", &call.variables)?;
+        map.serialize_entry(
+            "metadata",
+            &Metadata {
+                request_ip: origin.request_ip,
+                request_timestamp: origin.request_timestamp,
+            },
+        )?;
+        map.serialize_entry("initial_data", &call.initial_data)?;
+        map.end()
+    }
 }

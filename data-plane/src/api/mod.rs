@@ -2,10 +2,10 @@
 //! (`http::platform`) and the gRPC edge (`grpc`) both call [`Platform`]. Every decision is
 //! taken from the in-memory routing table; the execution store is the only I/O.
 
-mod context;
+pub mod context;
 mod error;
 pub mod phone;
-mod request;
+pub mod request;
 
 pub use error::{ApiError, Kind};
 
@@ -54,10 +54,20 @@ pub struct Started {
     pub burst: Option<(u32, u32)>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Platform {
     slot: Arc<RoutingSlot>,
     store: Store,
+    /// `switchboard_executions_created_total{trigger_type="api_call"}`, registered once.
+    created_api_call: metrics::Counter,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -71,7 +81,14 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 
 impl Platform {
     pub fn new(slot: Arc<RoutingSlot>, store: Store) -> Self {
-        Self { slot, store }
+        Self {
+            slot,
+            store,
+            created_api_call: metrics::counter!(
+                "switchboard_executions_created_total",
+                "trigger_type" => "api_call"
+            ),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -171,7 +188,7 @@ impl Platform {
             request_ip: request.request_ip,
             request_timestamp: &timestamp,
         };
-        let context = context::api_call(call, &origin);
+        let context = context::api_call(&call, &origin);
         let execution = NewExecution {
             id: tracking_id,
             project_id: key.project_id,
@@ -180,7 +197,7 @@ impl Platform {
             test: false,
             observer_mode: false,
             conversation_id: None,
-            context: context.to_string(),
+            context,
             created_at: now.timestamp_millis(),
         };
         let admission = Admission {
@@ -189,8 +206,7 @@ impl Platform {
         };
         match self.store.create(&execution, &admission).await? {
             Created::New { burst_remaining } => {
-                metrics::counter!("switchboard_executions_created_total", "trigger_type" => "api_call")
-                    .increment(1);
+                self.created_api_call.increment(1);
                 Ok(Started {
                     workflow_id,
                     tracking_id,

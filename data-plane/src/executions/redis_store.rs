@@ -19,9 +19,11 @@ use uuid::Uuid;
 
 /// Checks idempotency, then the burst limit, then writes the record, index entry, dispatch
 /// entry and idempotency key. Every check precedes the first write, so a refusal writes
-/// nothing (the burst counter of a refused request excepted: it counts attempts).
+/// nothing (the burst counter of a refused request excepted: it counts attempts). Used only
+/// when a check is needed; otherwise [`RedisStore::create`] sends the same writes as one
+/// MULTI/EXEC pipeline, which costs Redis about a third of the CPU.
 const CREATE: &str = r#"
-local request = ARGV[11]
+local request = ARGV[9]
 if request ~= '' then
   local seen = redis.call('GET', KEYS[4])
   if seen then
@@ -33,24 +35,23 @@ if request ~= '' then
   end
 end
 local remaining = -1
-local limit = tonumber(ARGV[13])
+local limit = tonumber(ARGV[11])
 if limit > 0 then
   local count = redis.call('INCR', KEYS[5])
   if count == 1 then redis.call('PEXPIRE', KEYS[5], 2000) end
   if count > limit then return {3} end
   remaining = limit - count
 end
-redis.call('HSET', KEYS[1], 'project', ARGV[2], 'workflow', ARGV[3], 'status', 'pending',
-  'trigger_type', ARGV[4], 'test', ARGV[5], 'observer', ARGV[6], 'conversation', ARGV[7],
-  'created', ARGV[8], 'updated', ARGV[8], 'context', ARGV[9])
-redis.call('PEXPIRE', KEYS[1], ARGV[10])
+redis.call('HSET', KEYS[1], 'status', 'pending', 'updated', ARGV[6], 'meta', ARGV[5],
+  'context', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('ZREMRANGEBYLEX', KEYS[2], '-', '(' .. ARGV[14])
-redis.call('PEXPIRE', KEYS[2], ARGV[10])
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', '(' .. ARGV[12])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'project', ARGV[2], 'workflow', ARGV[3],
   'trigger_type', ARGV[4])
 if request ~= '' then
-  redis.call('SET', KEYS[4], request .. ' ' .. ARGV[1], 'PX', ARGV[12])
+  redis.call('SET', KEYS[4], request .. ' ' .. ARGV[1], 'PX', ARGV[10])
 end
 return {0, remaining}
 "#;
@@ -145,6 +146,67 @@ impl RedisStore {
         let keys = &self.keys;
         let shard = shard_of_project(&e.project_id);
         let record = keys.record(&e.id);
+        let index = keys.workflow_index(&e.project_id, &e.workflow_id);
+        let dispatch = keys.dispatch(shard);
+        let id = e.id.to_string();
+        let project = e.project_id.to_string();
+        let workflow = e.workflow_id.to_string();
+        let meta = serde_json::to_string(&Meta {
+            project: e.project_id,
+            workflow: e.workflow_id,
+            trigger_type: e.trigger_type.into(),
+            test: e.test,
+            observer_mode: e.observer_mode,
+            conversation_id: e.conversation_id.clone(),
+            created_at: e.created_at,
+        })
+        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let trim_below = first_id_at(e.created_at - self.retention_ms).to_string();
+        let mut connection = self.connection.clone();
+
+        if admission.idempotency.is_none() && admission.burst.is_none() {
+            // Nothing to check: the writes alone, as one transaction.
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &record,
+                    &[
+                        ("status", "pending"),
+                        ("updated", &e.created_at.to_string()),
+                        ("meta", &meta),
+                        ("context", &e.context),
+                    ],
+                )
+                .ignore()
+                .pexpire(&record, self.retention_ms)
+                .ignore()
+                .zadd(&index, &id, 0)
+                .ignore()
+                .cmd("ZREMRANGEBYLEX")
+                .arg(&index)
+                .arg("-")
+                .arg(format!("({trim_below}"))
+                .ignore()
+                .pexpire(&index, self.retention_ms)
+                .ignore()
+                .xadd(
+                    &dispatch,
+                    "*",
+                    &[
+                        ("id", id.as_str()),
+                        ("project", &project),
+                        ("workflow", &workflow),
+                        ("trigger_type", e.trigger_type),
+                    ],
+                )
+                .ignore()
+                .query_async::<()>(&mut connection)
+                .await?;
+            return Ok(Created::New {
+                burst_remaining: None,
+            });
+        }
+
         let (idempotency_key, request) = match &admission.idempotency {
             Some((key, request)) => (keys.idempotency(&e.project_id, key), request.as_str()),
             None => (record.clone(), ""),
@@ -159,25 +221,22 @@ impl RedisStore {
         let mut invocation = self.create.prepare_invoke();
         invocation
             .key(&record)
-            .key(keys.workflow_index(&e.project_id, &e.workflow_id))
-            .key(keys.dispatch(shard))
+            .key(&index)
+            .key(&dispatch)
             .key(idempotency_key)
             .key(burst_key)
-            .arg(e.id.to_string())
-            .arg(e.project_id.to_string())
-            .arg(e.workflow_id.to_string())
+            .arg(&id)
+            .arg(&project)
+            .arg(&workflow)
             .arg(e.trigger_type)
-            .arg(u8::from(e.test))
-            .arg(u8::from(e.observer_mode))
-            .arg(e.conversation_id.as_deref().unwrap_or(""))
+            .arg(&meta)
             .arg(e.created_at)
             .arg(&e.context)
             .arg(self.retention_ms)
             .arg(request)
             .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
             .arg(limit)
-            .arg(first_id_at(e.created_at - self.retention_ms).to_string());
-        let mut connection = self.connection.clone();
+            .arg(&trim_below);
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
         let corrupt = || StoreError::Corrupt(format!("create returned {reply:?}"));
         match reply.first().and_then(int) {
@@ -329,6 +388,26 @@ impl RedisStore {
     }
 }
 
+/// The fields of a record that never change, stored as one JSON value (a hash of four
+/// fields costs Redis less than one of eleven).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    #[serde(rename = "p")]
+    project: Uuid,
+    #[serde(rename = "w")]
+    workflow: Uuid,
+    #[serde(rename = "t")]
+    trigger_type: String,
+    #[serde(rename = "x")]
+    test: bool,
+    #[serde(rename = "o")]
+    observer_mode: bool,
+    #[serde(rename = "c")]
+    conversation_id: Option<String>,
+    #[serde(rename = "at")]
+    created_at: i64,
+}
+
 fn parse_record(
     id: Uuid,
     mut fields: HashMap<String, String>,
@@ -339,38 +418,26 @@ fn parse_record(
             .remove(name)
             .ok_or_else(|| StoreError::Corrupt(format!("{id}: no {name}")))
     };
-    let uuid = |value: String, name: &str| {
-        Uuid::parse_str(&value).map_err(|_| StoreError::Corrupt(format!("{id}: bad {name}")))
-    };
-    let number = |value: String, name: &str| {
-        value
-            .parse::<i64>()
-            .map_err(|_| StoreError::Corrupt(format!("{id}: bad {name}")))
-    };
-    let project_id = uuid(take("project")?, "project")?;
-    let workflow_id = uuid(take("workflow")?, "workflow")?;
+    let meta: Meta = serde_json::from_str(&take("meta")?)
+        .map_err(|e| StoreError::Corrupt(format!("{id}: meta: {e}")))?;
     let status = take("status")?;
     let status =
         Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("{id}: bad status")))?;
-    let trigger_type = take("trigger_type")?;
-    let test = take("test")? == "1";
-    let observer_mode = take("observer")? == "1";
-    let conversation = take("conversation")?;
-    let created_at = number(take("created")?, "created")?;
-    let updated_at = number(take("updated")?, "updated")?;
-    let context = take("context")?;
+    let updated_at = take("updated")?
+        .parse::<i64>()
+        .map_err(|_| StoreError::Corrupt(format!("{id}: bad updated")))?;
     Ok(Execution {
         id,
-        project_id,
-        workflow_id,
+        project_id: meta.project,
+        workflow_id: meta.workflow,
         status,
-        trigger_type,
-        test,
-        observer_mode,
-        conversation_id: (!conversation.is_empty()).then_some(conversation),
-        created_at,
+        trigger_type: meta.trigger_type,
+        test: meta.test,
+        observer_mode: meta.observer_mode,
+        conversation_id: meta.conversation_id,
+        created_at: meta.created_at,
         updated_at,
-        context,
+        context: take("context")?,
         events,
     })
 }

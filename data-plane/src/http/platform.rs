@@ -107,11 +107,12 @@ async fn start(
     State(state): State<PlatformState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(workflow_id): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body).await?;
-    let ip = request_ip(&headers, peer, state.trust_forwarded_for);
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let body = read_body(headers, body).await?;
+    let ip = request_ip(headers, peer, state.trust_forwarded_for);
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
@@ -125,7 +126,7 @@ async fn start(
     let started = state
         .platform
         .start(StartRequest {
-            api_key: api_key(&headers),
+            api_key: api_key(headers),
             workflow_id: &workflow_id,
             body: Body::Http(&body),
             idempotency_key,
