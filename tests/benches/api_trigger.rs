@@ -17,7 +17,9 @@
 //! cargo bench -p switchboard-tests --bench api_trigger
 //! SB_BENCH_CONNECTIONS=64 SB_BENCH_SECONDS=10 cargo bench -p switchboard-tests --bench api_trigger
 //! ```
-//! Keys go under a unique prefix and are deleted at the end.
+//! Keys go under a unique prefix and are deleted at the end. `SB_BENCH_HOLD=<seconds>` only
+//! starts both servers, prints their URLs, key and body, and keeps them up that long for an
+//! external load generator (`wrk`, see docs/benchmarks.md).
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -131,6 +133,26 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
             "{} answers errors",
             target.addr
         );
+    }
+    if let Some(hold) = std::env::var("SB_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // Leave both servers up for an external load generator (e.g. wrk).
+        println!("switchboard http://{dp_addr}{}", product.path);
+        println!("baseline    http://{base_addr}{}", baseline.path);
+        println!("authorization: Bearer {}", tenant.key);
+        println!("body: {BODY}");
+        println!(
+            "dp pid {} baseline pid {}",
+            dp.id().unwrap_or(0),
+            base.id().unwrap_or(0)
+        );
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+        let _ = dp.kill().await;
+        let _ = base.kill().await;
+        cleanup(redis_url, &prefix).await?;
+        return Ok(());
     }
     println!(
         "API trigger load: {connections} keep-alive connections, {} s per run, 2-core machine, Redis at {redis_url}",
