@@ -3,7 +3,7 @@
 //! from metadata; the other RPCs take the runner token. [`ApiError`]s map to gRPC codes
 //! here, and only here.
 
-use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query};
+use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query, rfc3339_ms};
 use crate::executions::Execution;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -59,11 +59,7 @@ fn to_status(err: ApiError) -> Status {
 }
 
 fn to_proto(e: Execution) -> pb::Execution {
-    let time = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default()
-    };
+    let time = |ms: i64| rfc3339_ms(ms).unwrap_or_default();
     pb::Execution {
         id: e.id.to_string(),
         workflow_id: e.workflow_id.to_string(),

@@ -121,6 +121,13 @@ impl Platform {
         let raw = match request.body {
             Body::Http(bytes) | Body::Inner(bytes) => bytes,
         };
+        if raw.len() > BODY_LIMIT {
+            return Err(ApiError::new(
+                Kind::PayloadTooLarge,
+                "payload_too_large",
+                format!("the body is over {} KiB", BODY_LIMIT / 1024),
+            ));
+        }
         let parsed: Value = serde_json::from_slice(raw).map_err(|e| ApiError::invalid_json(&e))?;
         let body = match request.body {
             Body::Http(_) => request::unwrap_body(parsed)?,
@@ -369,12 +376,15 @@ pub fn list_query(
     })
 }
 
+/// Unix milliseconds as RFC 3339, UTC, with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 /// The JSON form of an execution (DESIGN §5).
 pub fn execution_json(e: &Execution) -> Value {
-    let time = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
+    let time = rfc3339_ms;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     serde_json::json!({
         "id": e.id.to_string(),

@@ -952,6 +952,24 @@ async fn the_executions_grpc_service_starts_reads_lists_and_moves_executions() -
         status.message()
     );
 
+    let mut big = start(None);
+    big.workflow_execution_json = format!(
+        r#"{{"phone_number": "+1234567890", "variables": {{"x": "{}"}}}}"#,
+        "a".repeat(300 * 1024)
+    );
+    let refused = client
+        .start_execution(with(&s.tenant.key, "x-api-key", big))
+        .await;
+    let status = refused
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("300 KiB accepted"))?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("payload_too_large"),
+        "{}",
+        status.message()
+    );
+
     let runner = format!("Bearer {}", switchboard_tests::RUNNER_TOKEN);
     let get = |id: &str| pb::GetExecutionRequest {
         tracking_id: id.to_owned(),
