@@ -62,6 +62,14 @@ impl ApiError {
         )
     }
 
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            Kind::PayloadTooLarge,
+            "payload_too_large",
+            format!("the body is over {} KiB", limit / 1024),
+        )
+    }
+
     pub fn workflow_not_found() -> Self {
         Self::new(Kind::NotFound, "workflow_not_found", "workflow not found")
     }

@@ -122,11 +122,7 @@ impl Platform {
             Body::Http(bytes) | Body::Inner(bytes) => bytes,
         };
         if raw.len() > BODY_LIMIT {
-            return Err(ApiError::new(
-                Kind::PayloadTooLarge,
-                "payload_too_large",
-                format!("the body is over {} KiB", BODY_LIMIT / 1024),
-            ));
+            return Err(ApiError::payload_too_large(BODY_LIMIT));
         }
         let parsed: Value = serde_json::from_slice(raw).map_err(|e| ApiError::invalid_json(&e))?;
         let body = match request.body {

@@ -61,30 +61,34 @@ impl Keys {
         }
     }
 
-    fn tag(&self, shard: u8) -> String {
-        format!("{}:{{x{shard}}}", self.prefix)
+    /// `{prefix}:{x<shard>}:<rest>`, formatted once.
+    fn key(&self, shard: u8, rest: std::fmt::Arguments<'_>) -> String {
+        format!("{}:{{x{shard}}}:{rest}", self.prefix)
     }
 
     pub fn record(&self, id: &Uuid) -> String {
-        format!("{}:e:{id}", self.tag(shard_of_execution(id)))
+        self.key(shard_of_execution(id), format_args!("e:{id}"))
     }
 
     pub fn events(&self, id: &Uuid) -> String {
-        format!("{}:ev:{id}", self.tag(shard_of_execution(id)))
+        self.key(shard_of_execution(id), format_args!("ev:{id}"))
     }
 
     pub fn workflow_index(&self, project_id: &Uuid, workflow_id: &Uuid) -> String {
-        format!("{}:w:{workflow_id}", self.tag(shard_of_project(project_id)))
+        self.key(
+            shard_of_project(project_id),
+            format_args!("w:{workflow_id}"),
+        )
     }
 
     pub fn dispatch(&self, shard: u8) -> String {
-        format!("{}:dispatch", self.tag(shard))
+        self.key(shard, format_args!("dispatch"))
     }
 
     pub fn idempotency(&self, project_id: &Uuid, key_sha256: &str) -> String {
-        format!(
-            "{}:i:{project_id}:{key_sha256}",
-            self.tag(shard_of_project(project_id))
+        self.key(
+            shard_of_project(project_id),
+            format_args!("i:{project_id}:{key_sha256}"),
         )
     }
 
@@ -95,9 +99,9 @@ impl Keys {
         workflow_id: &Uuid,
         second: i64,
     ) -> String {
-        format!(
-            "{}:b:{key_id}:{workflow_id}:{second}",
-            self.tag(shard_of_project(project_id))
+        self.key(
+            shard_of_project(project_id),
+            format_args!("b:{key_id}:{workflow_id}:{second}"),
         )
     }
 }

@@ -45,7 +45,7 @@ fn now_ms() -> i64 {
 }
 
 impl MemoryStore {
-    pub fn new(_prefix: &str, retention: Duration) -> Self {
+    pub fn new(retention: Duration) -> Self {
         Self {
             inner: Arc::default(),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),

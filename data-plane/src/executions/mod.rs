@@ -131,20 +131,11 @@ impl Store {
     /// lazily and reconnects by itself: a data plane starts while Redis is down.
     pub fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
         if url == "memory" {
-            Ok(Store::Memory(memory_store::MemoryStore::new(
-                prefix, retention,
-            )))
+            Ok(Store::Memory(memory_store::MemoryStore::new(retention)))
         } else {
             Ok(Store::Redis(redis_store::RedisStore::open(
                 url, prefix, retention,
             )?))
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Redis(_) => "redis",
-            Store::Memory(_) => "memory",
         }
     }
 

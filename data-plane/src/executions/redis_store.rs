@@ -5,7 +5,7 @@
 //! and recovers without a restart once it is back; meanwhile every call fails fast with
 //! [`StoreError::Unavailable`].
 
-use super::keys::{Keys, first_id_at, shard_of_execution, shard_of_project};
+use super::keys::{Keys, first_id_at, shard_of_project};
 use super::{
     Admission, Created, Execution, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page, Status,
     StoreError, Transition,
@@ -380,11 +380,6 @@ impl RedisStore {
             .filter_map(|entry| entry.get::<String>("id"))
             .filter_map(|id| Uuid::parse_str(&id).ok())
             .collect())
-    }
-
-    /// The shard a tracking id lives in (re-exported for callers holding only the id).
-    pub fn shard(id: &Uuid) -> u8 {
-        shard_of_execution(id)
     }
 }
 

@@ -84,13 +84,7 @@ fn request_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) 
 /// The body, or 413 past [`BODY_LIMIT`] (checked on `Content-Length` first, then while
 /// reading).
 async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            Kind::PayloadTooLarge,
-            "payload_too_large",
-            format!("the body is over {} KiB", BODY_LIMIT / 1024),
-        )
-    };
+    let too_large = || ApiError::payload_too_large(BODY_LIMIT);
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
