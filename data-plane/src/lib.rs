@@ -2,8 +2,9 @@
 //! control plane's routing stream, persisted to disk) and serves HTTP from it.
 //!
 //! Layout: `routing` holds the table, its slot, its file and the sync stream; `executions`
-//! is the execution store (Redis or memory); `api` the platform operations, served over HTTP
-//! by `http` and over gRPC by `grpc`; [`run`] wires them.
+//! is the execution store (Redis or memory) with the WhatsApp state; `api` the platform
+//! operations, served over HTTP by `http` and over gRPC by `grpc`; `whatsapp` Meta's
+//! webhook and conversations; [`run`] wires them.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod executions;
 mod grpc;
 mod http;
 pub mod routing;
+pub mod whatsapp;
 
 pub use config::Config;
 
@@ -111,6 +113,20 @@ pub async fn run(
             ),
         },
     }
+    let whatsapp = whatsapp::WhatsApp::new(
+        slot.clone(),
+        store.clone(),
+        config.meta_app_secret.clone(),
+        config.meta_verify_token.clone(),
+    );
+    if config.meta_app_secret.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!("no --meta-app-secret: webhook POSTs are refused with 503");
+    }
+    let sweeper = tokio::spawn(whatsapp::sweeper::run(
+        whatsapp.clone(),
+        config.conversation_inactivity,
+        stop_rx.clone(),
+    ));
     let platform = api::Platform::new(slot.clone(), store);
     if let Some(handle) = metrics.clone() {
         // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
@@ -153,6 +169,7 @@ pub async fn run(
             platform,
             trust_forwarded_for: config.trust_forwarded_for,
         },
+        whatsapp,
     );
     let http_server = axum::serve(
         http,
@@ -161,6 +178,7 @@ pub async fn run(
     .with_graceful_shutdown(stopped(stop_rx));
     let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
     let _ = follower.await;
+    let _ = sweeper.await;
     grpc_result?;
     http_result?;
     tracing::info!("data plane stopped");

@@ -382,6 +382,11 @@ pub fn rfc3339_ms(ms: i64) -> Option<String> {
 pub fn execution_json(e: &Execution) -> Value {
     let time = rfc3339_ms;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let mut context = parse(&e.context);
+    if let (Some(input), Value::Object(map)) = (&e.last_user_input, &mut context) {
+        // The latest message delivered to the execution (DESIGN §7 rule b).
+        map.insert("last_user_input".to_owned(), Value::String(input.clone()));
+    }
     serde_json::json!({
         "id": e.id.to_string(),
         "tracking_id": e.id.to_string(),
@@ -393,7 +398,7 @@ pub fn execution_json(e: &Execution) -> Value {
         "conversation_id": e.conversation_id,
         "created_at": time(e.created_at),
         "updated_at": time(e.updated_at),
-        "execution_context": parse(&e.context),
+        "execution_context": context,
         "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
     })
 }

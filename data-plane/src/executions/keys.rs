@@ -13,7 +13,18 @@
 //! {prefix}:{x<shard>}:dispatch                 stream: executions for runners to claim
 //! {prefix}:{x<shard>}:i:<project>:<sha256 key>  idempotency: "<request sha256> <tracking id>"
 //! {prefix}:{x<shard>}:b:<key id>:<workflow>:<unix second>   burst counter
+//! {prefix}:{x<shard>}:c:<conversation id>      hash: a conversation (DESIGN §5)
+//! {prefix}:{x<shard>}:cn:<config id>:<wa_id>   string: the latest conversation of a customer
+//! {prefix}:{x<shard>}:ca                       sorted set: active conversations by last activity
+//! {prefix}:{x<shard>}:cl:<project>             sorted set: a project's conversations by last activity
+//! {prefix}:{x<shard>}:m:<wamid>                string: inbound message processed (8 days)
+//! {prefix}:{x<shard>}:s:<wamid>                hash: status of an outbound message (8 days)
+//! {prefix}:{x<shard>}:inbox                    stream: messages for the AI agents
 //! ```
+//!
+//! Conversation ids are made like tracking ids, so they carry the shard too. The WhatsApp
+//! scripts derive the keys of records and conversations they find while running from the
+//! shard's base (`{prefix}:{x<shard>}:`): all in the slot of the key they were called with.
 
 use uuid::Uuid;
 
@@ -64,6 +75,38 @@ impl Keys {
     /// `{prefix}:{x<shard>}:<rest>`, formatted once.
     fn key(&self, shard: u8, rest: std::fmt::Arguments<'_>) -> String {
         format!("{}:{{x{shard}}}:{rest}", self.prefix)
+    }
+
+    /// `{prefix}:{x<shard>}:`, the start of every key of a shard.
+    pub fn base(&self, shard: u8) -> String {
+        self.key(shard, format_args!(""))
+    }
+
+    pub fn conversation(&self, id: &Uuid) -> String {
+        self.key(shard_of_execution(id), format_args!("c:{id}"))
+    }
+
+    pub fn active_conversations(&self, shard: u8) -> String {
+        self.key(shard, format_args!("ca"))
+    }
+
+    pub fn project_conversations(&self, project_id: &Uuid) -> String {
+        self.key(
+            shard_of_project(project_id),
+            format_args!("cl:{project_id}"),
+        )
+    }
+
+    pub fn seen_message(&self, project_id: &Uuid, message_id: &str) -> String {
+        self.key(shard_of_project(project_id), format_args!("m:{message_id}"))
+    }
+
+    pub fn message_status(&self, project_id: &Uuid, message_id: &str) -> String {
+        self.key(shard_of_project(project_id), format_args!("s:{message_id}"))
+    }
+
+    pub fn inbox(&self, shard: u8) -> String {
+        self.key(shard, format_args!("inbox"))
     }
 
     pub fn record(&self, id: &Uuid) -> String {

@@ -17,8 +17,8 @@ use uuid::Uuid;
 const SWEEP_EVERY_MS: i64 = 60_000;
 
 #[derive(Default)]
-struct Inner {
-    records: HashMap<Uuid, (Execution, i64)>,
+pub(super) struct Inner {
+    pub(super) records: HashMap<Uuid, (Execution, i64)>,
     indexes: HashMap<(Uuid, Uuid), BTreeSet<Uuid>>,
     dispatch: HashMap<u8, VecDeque<Uuid>>,
     /// (project, key hash) → (request hash, tracking id, expires at).
@@ -26,12 +26,14 @@ struct Inner {
     /// (api key, workflow, unix second) → count.
     burst: HashMap<(Uuid, Uuid, i64), u32>,
     swept_at: i64,
+    /// WhatsApp state (see `memory_conversations`).
+    pub(super) whatsapp: super::memory_conversations::WhatsApp,
 }
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
-    retention_ms: i64,
+    pub(super) retention_ms: i64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -40,7 +42,7 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -52,7 +54,7 @@ impl MemoryStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave half an operation behind (every
         // operation checks before it writes), so a poisoned lock is still consistent.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -88,33 +90,13 @@ impl MemoryStore {
             }
             burst_remaining = Some(limit - *count);
         }
-        let execution = Execution {
-            id: e.id,
-            project_id: e.project_id,
-            workflow_id: e.workflow_id,
-            status: Status::Pending,
-            trigger_type: e.trigger_type.to_owned(),
-            test: e.test,
-            observer_mode: e.observer_mode,
-            conversation_id: e.conversation_id.clone(),
-            created_at: e.created_at,
-            updated_at: e.created_at,
-            context: e.context.clone(),
-            events: Vec::new(),
-        };
-        inner
-            .records
-            .insert(e.id, (execution, now.saturating_add(self.retention_ms)));
-        inner
-            .indexes
-            .entry((e.project_id, e.workflow_id))
-            .or_default()
-            .insert(e.id);
-        inner
-            .dispatch
-            .entry(shard_of_project(&e.project_id))
-            .or_default()
-            .push_back(e.id);
+        inner.insert(
+            e,
+            e.context.clone(),
+            e.conversation_id.clone(),
+            now,
+            self.retention_ms,
+        );
         if let Some((key, request)) = &admission.idempotency {
             let expires = now.saturating_add(IDEMPOTENCY_WINDOW.as_millis() as i64);
             inner.idempotency.insert(
@@ -186,7 +168,43 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn sweep(&mut self, now: i64) {
+    /// Writes a new pending execution: record, workflow index, dispatch queue.
+    pub(super) fn insert(
+        &mut self,
+        e: &NewExecution,
+        context: String,
+        conversation_id: Option<String>,
+        now: i64,
+        retention_ms: i64,
+    ) {
+        let execution = Execution {
+            id: e.id,
+            project_id: e.project_id,
+            workflow_id: e.workflow_id,
+            status: Status::Pending,
+            trigger_type: e.trigger_type.to_owned(),
+            test: e.test,
+            observer_mode: e.observer_mode,
+            conversation_id,
+            created_at: e.created_at,
+            updated_at: e.created_at,
+            context,
+            last_user_input: None,
+            events: Vec::new(),
+        };
+        self.records
+            .insert(e.id, (execution, now.saturating_add(retention_ms)));
+        self.indexes
+            .entry((e.project_id, e.workflow_id))
+            .or_default()
+            .insert(e.id);
+        self.dispatch
+            .entry(shard_of_project(&e.project_id))
+            .or_default()
+            .push_back(e.id);
+    }
+
+    pub(super) fn sweep(&mut self, now: i64) {
         if now - self.swept_at < SWEEP_EVERY_MS {
             return;
         }
@@ -200,5 +218,6 @@ impl Inner {
         self.idempotency.retain(|_, (_, _, expires)| *expires > now);
         let second = now / 1000;
         self.burst.retain(|(_, _, s), _| *s >= second - 1);
+        self.whatsapp.sweep(now);
     }
 }

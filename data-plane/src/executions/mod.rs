@@ -9,10 +9,15 @@
 //! Key layout and sharding live in [`keys`]: every key of one project shares a Redis Cluster
 //! hash tag, and the tracking id carries that tag so it can be found from the id alone.
 
+pub mod conversations;
 pub mod keys;
+mod memory_conversations;
 pub mod memory_store;
+mod redis_conversations;
 pub mod redis_store;
 mod status;
+
+pub use redis_conversations::{Applied, Apply};
 
 pub use status::Status;
 
@@ -87,6 +92,9 @@ pub struct Execution {
     pub updated_at: i64,
     /// `execution_context`, serialised JSON.
     pub context: String,
+    /// The last message delivered to the execution (DESIGN §7 rule b): overrides
+    /// `last_user_input` of the context.
+    pub last_user_input: Option<String>,
     /// Execution events, each serialised JSON, oldest first.
     pub events: Vec<String>,
 }
@@ -188,6 +196,78 @@ impl Store {
         match self {
             Store::Redis(s) => s.dispatched(shard).await,
             Store::Memory(s) => Ok(s.dispatched(shard)),
+        }
+    }
+}
+
+/// WhatsApp state (DESIGN §5 conversations, §7).
+impl Store {
+    /// Applies the updates of one webhook POST, in order; each is atomic and idempotent.
+    pub async fn apply(&self, updates: &[Apply<'_>]) -> Result<Vec<Applied>, StoreError> {
+        match self {
+            Store::Redis(s) => s.apply(updates).await,
+            Store::Memory(s) => Ok(s.apply(updates)),
+        }
+    }
+
+    pub async fn end_conversation(
+        &self,
+        end: &conversations::EndConversation,
+    ) -> Result<conversations::EndOutcome, StoreError> {
+        match self {
+            Store::Redis(s) => s.end_conversation(end).await,
+            Store::Memory(s) => Ok(s.end_conversation(end)),
+        }
+    }
+
+    pub async fn conversation(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<conversations::Conversation>, StoreError> {
+        match self {
+            Store::Redis(s) => s.conversation(id).await,
+            Store::Memory(s) => Ok(s.conversation(id)),
+        }
+    }
+
+    pub async fn conversations(
+        &self,
+        query: &conversations::ConversationQuery,
+    ) -> Result<conversations::ConversationPage, StoreError> {
+        match self {
+            Store::Redis(s) => s.conversations(query).await,
+            Store::Memory(s) => Ok(s.conversations(query)),
+        }
+    }
+
+    /// Active conversations without activity since `cutoff` (at most `limit` per shard).
+    pub async fn idle_conversations(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<conversations::Conversation>, StoreError> {
+        match self {
+            Store::Redis(s) => s.idle_conversations(cutoff, limit).await,
+            Store::Memory(s) => Ok(s.idle_conversations(cutoff, limit)),
+        }
+    }
+
+    pub async fn message_state(
+        &self,
+        project_id: &Uuid,
+        message_id: &str,
+    ) -> Result<Option<conversations::MessageState>, StoreError> {
+        match self {
+            Store::Redis(s) => s.message_state(project_id, message_id).await,
+            Store::Memory(s) => Ok(s.message_state(project_id, message_id)),
+        }
+    }
+
+    /// The agent inbox of `shard`: (conversation id, message JSON), oldest first.
+    pub async fn inbox(&self, shard: u8) -> Result<Vec<(Uuid, String)>, StoreError> {
+        match self {
+            Store::Redis(s) => s.inbox(shard).await,
+            Store::Memory(s) => Ok(s.inbox(shard)),
         }
     }
 }

@@ -85,6 +85,7 @@ pub struct RedisStore {
     retention_ms: i64,
     create: Arc<Script>,
     set_status: Arc<Script>,
+    whatsapp: Arc<super::redis_conversations::Scripts>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -95,14 +96,14 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn int(value: &Value) -> Option<i64> {
+pub(super) fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Int(i) => Some(*i),
         _ => None,
     }
 }
 
-fn text(value: &Value) -> Option<String> {
+pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -126,7 +127,24 @@ impl RedisStore {
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
             create: Arc::new(Script::new(CREATE)),
             set_status: Arc::new(Script::new(SET_STATUS)),
+            whatsapp: Arc::default(),
         })
+    }
+
+    pub(super) fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    pub(super) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(super) fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    pub(super) fn scripts(&self) -> &super::redis_conversations::Scripts {
+        &self.whatsapp
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -151,16 +169,7 @@ impl RedisStore {
         let id = e.id.to_string();
         let project = e.project_id.to_string();
         let workflow = e.workflow_id.to_string();
-        let meta = serde_json::to_string(&Meta {
-            project: e.project_id,
-            workflow: e.workflow_id,
-            trigger_type: e.trigger_type.into(),
-            test: e.test,
-            observer_mode: e.observer_mode,
-            conversation_id: e.conversation_id.clone(),
-            created_at: e.created_at,
-        })
-        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let meta = meta_json(e)?;
         let trim_below = first_id_at(e.created_at - self.retention_ms).to_string();
         let mut connection = self.connection.clone();
 
@@ -403,6 +412,20 @@ struct Meta {
     created_at: i64,
 }
 
+/// The `meta` field of a new record.
+pub(super) fn meta_json(e: &NewExecution) -> Result<String, StoreError> {
+    serde_json::to_string(&Meta {
+        project: e.project_id,
+        workflow: e.workflow_id,
+        trigger_type: e.trigger_type.into(),
+        test: e.test,
+        observer_mode: e.observer_mode,
+        conversation_id: e.conversation_id.clone(),
+        created_at: e.created_at,
+    })
+    .map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
 fn parse_record(
     id: Uuid,
     mut fields: HashMap<String, String>,
@@ -433,6 +456,7 @@ fn parse_record(
         created_at: meta.created_at,
         updated_at,
         context: take("context")?,
+        last_user_input: fields.remove("input"),
         events,
     })
 }

@@ -1,8 +1,10 @@
-//! The data plane's HTTP port: the platform API (`platform`), `/healthz`, `/readyz` and
+//! The data plane's HTTP port: the platform API (`platform`), Meta's webhook and the
+//! conversation endpoints (`whatsapp`), `/healthz`, `/readyz` and
 //! `/metrics`, with request metrics (`metrics`) on every route.
 
 mod metrics;
 pub mod platform;
+pub mod whatsapp;
 
 use crate::routing::RoutingSlot;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -20,12 +22,17 @@ pub fn router(
     slot: Arc<RoutingSlot>,
     metrics: Option<PrometheusHandle>,
     platform: platform::PlatformState,
+    whatsapp: crate::whatsapp::WhatsApp,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(AppState { slot, metrics })
+        .merge(whatsapp::routes(whatsapp::WhatsAppState {
+            whatsapp,
+            platform: platform.clone(),
+        }))
         .merge(platform::routes(platform))
         .layer(axum::middleware::from_fn(self::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -58,7 +58,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `X-API-Key: <key>`, else `Authorization: Bearer <key>`.
-fn api_key(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn api_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key") {
         return key.to_str().ok().map(str::trim);
     }
@@ -81,18 +81,21 @@ fn request_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) 
     peer.ip().to_canonical().to_string()
 }
 
-/// The body, or 413 past [`BODY_LIMIT`] (checked on `Content-Length` first, then while
-/// reading).
-async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::payload_too_large(BODY_LIMIT);
+/// The body, or 413 past `limit` (checked on `Content-Length` first, then while reading).
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::payload_too_large(limit);
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, BODY_LIMIT)
+    axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large())
 }
@@ -105,7 +108,7 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let body = read_body(headers, body).await?;
+    let body = read_body(headers, body, BODY_LIMIT).await?;
     let ip = request_ip(headers, peer, state.trust_forwarded_for);
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -204,7 +207,7 @@ async fn update(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let project_id = state.platform.project_of(api_key(&headers))?;
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_json(&e))?;
     let status = match body.get("status") {
         None | Some(Value::Null) => None,

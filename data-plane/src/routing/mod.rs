@@ -7,4 +7,4 @@ pub mod sync;
 pub mod table;
 
 pub use slot::{RoutingSlot, Source};
-pub use table::{ApiKey, Number, RoutingTable, Workflow};
+pub use table::{ApiKey, EventType, Number, RoutingTable, Workflow};

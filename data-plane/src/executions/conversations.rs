@@ -1,0 +1,229 @@
+//! WhatsApp state kept next to the executions (DESIGN §5 conversations, §7): conversations
+//! per (number, customer), processed message ids, the monotonic status of outbound
+//! messages, and the agent inbox stream.
+//!
+//! Each inbound update is applied by the store as one atomic step: the duplicate check, the
+//! conversation, the routing decision of DESIGN §7 and the executions it starts are written
+//! together or not at all, and the step's "seen" mark is written last, so a retry of a
+//! failed POST completes what is missing without repeating what is done.
+//!
+//! Contexts are built before the store decides which conversation a message belongs to, so
+//! they carry a [`Placeholder`] that the store replaces with the real conversation id (and
+//! status) as it writes them.
+
+use super::NewExecution;
+use uuid::Uuid;
+
+/// How long processed message ids and statuses are remembered (DESIGN §7: at least 7 days).
+pub const SEEN_WINDOW_MS: i64 = 8 * 24 * 3600 * 1000;
+
+/// A random token standing for "the conversation" in contexts built before the store
+/// chose it. Written as the JSON strings `"<token>"` (the id) and `"<token>/status"` (its
+/// status); the store replaces both, quotes included, with JSON values (`null` when there
+/// is no conversation). A fresh random token cannot occur in user text by accident, and
+/// nobody can send it on purpose before it exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placeholder(String);
+
+impl Placeholder {
+    pub fn new() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// The string to put where the conversation id goes.
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+
+    /// The string to put where the conversation status goes.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.0)
+    }
+
+    /// `text` with the placeholders replaced by JSON values.
+    pub fn fill(&self, text: &str, id: Option<&Uuid>, status: Option<&str>) -> String {
+        let id = id.map_or_else(|| "null".to_owned(), |id| format!("\"{id}\""));
+        let status = status.map_or_else(|| "null".to_owned(), |s| format!("\"{s}\""));
+        text.replace(&format!("\"{}\"", self.0), &id)
+            .replace(&format!("\"{}/status\"", self.0), &status)
+    }
+}
+
+impl Default for Placeholder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConversationStatus {
+    Active,
+    Ended,
+}
+
+impl ConversationStatus {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "active" => Some(Self::Active),
+            "ended" => Some(Self::Ended),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub whatsapp_config_id: i64,
+    pub phone_number_id: String,
+    /// `+<wa_id>`.
+    pub phone_number: String,
+    pub status: ConversationStatus,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    /// `{id, type, text}` of the last inbound message, JSON.
+    pub last_message: Option<String>,
+    /// The latest intercepting (non-observer) execution started for it.
+    pub execution: Option<Uuid>,
+}
+
+/// An inbound message, ready to be applied.
+#[derive(Clone, Debug)]
+pub struct InboundMessage {
+    pub project_id: Uuid,
+    pub whatsapp_config_id: i64,
+    pub phone_number_id: String,
+    /// The customer's wa_id.
+    pub customer: String,
+    pub message_id: String,
+    /// `{id, type, text}`, JSON.
+    pub last_message: String,
+    pub last_user_input: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The id a new conversation gets (a tracking-style id carrying the project's shard).
+    pub new_conversation: Uuid,
+    pub placeholder: Placeholder,
+    /// Event executions to start when a conversation is created / for the message.
+    pub on_created: Option<NewExecution>,
+    pub on_received: Option<NewExecution>,
+    /// The `inbound_message` execution to start under rule (c).
+    pub trigger: Option<NewExecution>,
+    /// The event appended to a running execution under rule (b), JSON.
+    pub delivery: String,
+    /// The agent inbox entry under rule (d), JSON (may hold the placeholder).
+    pub inbox: String,
+}
+
+/// Where DESIGN §7's routing sent a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// (a) an execution of the conversation is in handoff.
+    Handoff(Uuid),
+    /// (b) delivered to the conversation's running execution.
+    Delivered(Uuid),
+    /// (c) a new `inbound_message` execution.
+    Started(Uuid),
+    /// (d) the agent inbox.
+    Inbox,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Duplicate,
+    Applied {
+        conversation_id: Uuid,
+        conversation_created: bool,
+        route: Route,
+        /// Executions started (event triggers and the message trigger).
+        started: Vec<Uuid>,
+    },
+}
+
+/// A status of an outbound message, ready to be applied.
+#[derive(Clone, Debug)]
+pub struct InboundStatus {
+    pub project_id: Uuid,
+    pub whatsapp_config_id: i64,
+    pub phone_number_id: String,
+    /// The recipient's wa_id.
+    pub customer: String,
+    pub message_id: String,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: &'static str,
+    /// Its rank in the monotonic order.
+    pub rank: u8,
+    pub at: i64,
+    pub placeholder: Placeholder,
+    /// The event execution to start.
+    pub on_status: Option<NewExecution>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusOutcome {
+    Duplicate,
+    Applied {
+        /// The message's status after this one (a late lower status leaves it unchanged).
+        current: String,
+        started: Option<Uuid>,
+    },
+}
+
+/// The stored state of an outbound message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageState {
+    pub id: String,
+    pub project_id: Uuid,
+    pub status: String,
+    pub recipient: String,
+    pub phone_number_id: String,
+    pub updated_at: i64,
+}
+
+/// Ends a conversation; `expected_last_active` guards the inactivity sweep against a
+/// message that arrived after the sweep read the conversation.
+#[derive(Clone, Debug)]
+pub struct EndConversation {
+    pub id: Uuid,
+    pub at: i64,
+    pub reason: &'static str,
+    pub expected_last_active: Option<i64>,
+    /// The `whatsapp.conversation.ended` execution to start.
+    pub on_ended: Option<NewExecution>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndOutcome {
+    NotFound,
+    AlreadyEnded,
+    /// Activity after the sweep looked: still active.
+    Active,
+    Ended {
+        started: Option<Uuid>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ConversationQuery {
+    pub project_id: Uuid,
+    pub phone_number_id: Option<String>,
+    pub phone_number: Option<String>,
+    pub status: Option<ConversationStatus>,
+    pub limit: usize,
+    /// `(last_active_at, id)` of the last conversation of the previous page.
+    pub after: Option<(i64, Uuid)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConversationPage {
+    pub conversations: Vec<Conversation>,
+    pub after: Option<(i64, Uuid)>,
+}

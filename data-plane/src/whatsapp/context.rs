@@ -1,0 +1,144 @@
+//! Execution contexts of WhatsApp-started executions (DESIGN §6): `inbound_message` and
+//! `whatsapp_event` (observer mode). The conversation id and status are written as the
+//! store's [`Placeholder`] when the store decides them (see `executions::conversations`).
+
+use crate::executions::conversations::Placeholder;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// Who the execution is for.
+#[derive(Debug)]
+pub struct Common<'a> {
+    pub tracking_id: Uuid,
+    pub workflow_id: Uuid,
+    pub whatsapp_config_id: i64,
+    /// `+<wa_id>`.
+    pub phone_number: &'a str,
+    /// The conversation id as JSON: the placeholder's string, or a known id.
+    pub conversation: ConversationRef<'a>,
+    pub test: bool,
+}
+
+/// The conversation of a context: decided by the store (placeholder), known, or none.
+#[derive(Debug, Clone, Copy)]
+pub enum ConversationRef<'a> {
+    Pending(&'a Placeholder),
+    Known { id: Uuid, status: &'static str },
+}
+
+impl ConversationRef<'_> {
+    fn id(&self) -> Value {
+        match self {
+            ConversationRef::Pending(p) => Value::String(p.id().to_owned()),
+            ConversationRef::Known { id, .. } => Value::String(id.to_string()),
+        }
+    }
+
+    fn status(&self) -> Value {
+        match self {
+            ConversationRef::Pending(p) => Value::String(p.status()),
+            ConversationRef::Known { status, .. } => Value::String((*status).to_owned()),
+        }
+    }
+}
+
+/// The message of a message event.
+#[derive(Debug)]
+pub struct EventMessage<'a> {
+    pub id: &'a str,
+    /// Meta's type; unknown (`None`) for statuses of outbound messages.
+    pub kind: Option<&'a str>,
+    pub status: &'a str,
+    pub text: Option<&'a str>,
+}
+
+/// `inbound_message`: a customer's message started the workflow.
+pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &str) -> String {
+    let mut context = Map::new();
+    context.insert("phone_number".into(), common.phone_number.into());
+    context.insert("channel".into(), "whatsapp".into());
+    context.insert("conversation_id".into(), common.conversation.id());
+    if let Some(name) = contact_name {
+        context.insert("contact_name".into(), name.into());
+    }
+    json!({
+        "system": {
+            "trigger_type": "inbound_message",
+            "tracking_id": common.tracking_id.to_string(),
+            "workflow_id": common.workflow_id.to_string(),
+            "trigger_whatsapp_config_id": common.whatsapp_config_id,
+            "observer_mode": false,
+            "allow_outbound": true,
+            "test": common.test,
+        },
+        "context": context,
+        "last_user_input": input,
+    })
+    .to_string()
+}
+
+/// `whatsapp_event`, in observer mode. `payload` is the raw Meta object plus `metadata`.
+pub fn whatsapp_event(
+    common: &Common<'_>,
+    event_type: &str,
+    payload: Value,
+    message: Option<&EventMessage<'_>>,
+) -> String {
+    let mut event = Map::new();
+    event.insert("type".into(), event_type.into());
+    event.insert("payload".into(), payload);
+    event.insert(
+        "conversation".into(),
+        json!({
+            "id": common.conversation.id(),
+            "phone_number": common.phone_number,
+            "status": common.conversation.status(),
+        }),
+    );
+    if let Some(m) = message {
+        let mut fields = Map::new();
+        fields.insert("id".into(), m.id.into());
+        fields.insert("type".into(), m.kind.into());
+        fields.insert("status".into(), m.status.into());
+        if let Some(text) = m.text {
+            fields.insert("text".into(), json!({ "body": text }));
+        }
+        event.insert("message".into(), fields.into());
+    }
+    json!({
+        "system": {
+            "trigger_type": "whatsapp_event",
+            "tracking_id": common.tracking_id.to_string(),
+            "workflow_id": common.workflow_id.to_string(),
+            "trigger_whatsapp_config_id": common.whatsapp_config_id,
+            "observer_mode": true,
+            "allow_outbound": false,
+            "test": common.test,
+            "event": event,
+        },
+        "context": {
+            "phone_number": common.phone_number,
+            "channel": "whatsapp",
+            "conversation_id": common.conversation.id(),
+        },
+    })
+    .to_string()
+}
+
+/// Meta's message or status object with the change's `metadata` added.
+pub fn payload(raw: &str, metadata: &str) -> Value {
+    let mut object = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => {
+            let mut map = Map::new();
+            map.insert("value".into(), other);
+            map
+        }
+        Err(_) => Map::new(),
+    };
+    object.insert(
+        "metadata".into(),
+        serde_json::from_str(metadata).unwrap_or(Value::Null),
+    );
+    Value::Object(object)
+}
