@@ -8,6 +8,7 @@ pub mod db;
 pub mod platform;
 pub mod redis;
 pub mod servers;
+pub mod whatsapp;
 
 pub use admin::Admin;
 pub use db::{Backend, TestDb};
@@ -20,6 +21,9 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const NODE_TOKEN: &str = "test-node-token";
 /// Runner token every test data plane is started with.
 pub const RUNNER_TOKEN: &str = "test-runner-token";
+/// The Meta app secret and verify token of test data planes.
+pub const META_APP_SECRET: &str = "test-meta-app-secret";
+pub const META_VERIFY_TOKEN: &str = "test-meta-verify-token";
 
 /// Path of a workspace binary (`switchboard`, `control-plane`, `data-plane`) next to the test
 /// executable; `scripts/test` builds them before the tests run.

@@ -166,4 +166,25 @@ impl Platform {
         )
         .await
     }
+
+    /// `GET {base}{path}` with the key.
+    pub async fn get(&self, path: &str, key: &str) -> anyhow::Result<Reply> {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(key),
+        )
+        .await
+    }
+
+    /// `PATCH {base}{path}` with the key and a JSON body.
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.send(
+            self.http
+                .patch(format!("{}{path}", self.base))
+                .bearer_auth(key)
+                .json(body),
+        )
+        .await
+    }
 }

@@ -138,11 +138,25 @@ impl DataPlane {
         redis_url: &str,
         prefix: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(control_plane, node_id, state_dir, redis_url, prefix, |_| {}).await
+    }
+
+    /// Like [`Self::start_with_store`], with `tweak` applied to the configuration (the Meta
+    /// app secret and verify token are [`crate::META_APP_SECRET`] and
+    /// [`crate::META_VERIFY_TOKEN`]).
+    pub async fn start_with(
+        control_plane: &str,
+        node_id: &str,
+        state_dir: &std::path::Path,
+        redis_url: &str,
+        prefix: &str,
+        tweak: impl FnOnce(&mut switchboard_data_plane::Config),
+    ) -> anyhow::Result<Self> {
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http_url = format!("http://{}", http.local_addr()?);
         let grpc_url = format!("http://{}", grpc.local_addr()?);
-        let config = switchboard_data_plane::Config {
+        let mut config = switchboard_data_plane::Config {
             control_plane: control_plane.to_owned(),
             node_id: Some(node_id.to_owned()),
             node_token: NODE_TOKEN.to_owned(),
@@ -151,14 +165,15 @@ impl DataPlane {
             redis_url: redis_url.to_owned(),
             redis_key_prefix: prefix.to_owned(),
             grpc_listen: grpc.local_addr()?,
-            meta_app_secret: None,
-            meta_verify_token: None,
+            meta_app_secret: Some(crate::META_APP_SECRET.to_owned()),
+            meta_verify_token: Some(crate::META_VERIFY_TOKEN.to_owned()),
             runner_token: RUNNER_TOKEN.to_owned(),
             graph_api_base: "http://127.0.0.1:9/unused".to_owned(),
             conversation_inactivity: Duration::from_secs(24 * 3600),
             execution_retention: Duration::from_secs(7 * 24 * 3600),
             trust_forwarded_for: false,
         };
+        tweak(&mut config);
         let slot = Arc::new(RoutingSlot::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchboard_data_plane::run(

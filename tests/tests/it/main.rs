@@ -8,3 +8,4 @@ mod dev;
 mod routing;
 mod server;
 mod store;
+mod webhooks;
