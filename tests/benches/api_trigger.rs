@@ -17,6 +17,10 @@
 //! cargo bench -p switchboard-tests --bench api_trigger
 //! SB_BENCH_CONNECTIONS=64 SB_BENCH_SECONDS=10 cargo bench -p switchboard-tests --bench api_trigger
 //! ```
+//! `SB_BENCH_TARGET=webhook` measures webhook ingest instead: signed Meta POSTs of one text
+//! message, each from a new customer, so each creates a conversation and starts an
+//! `inbound_message` execution (one script call), against the same baseline.
+//!
 //! Keys go under a unique prefix and are deleted at the end. `SB_BENCH_HOLD=<seconds>` only
 //! starts both servers, prints their URLs, key and body, and keeps them up that long for an
 //! external load generator (`wrk`, see docs/benchmarks.md).
@@ -31,7 +35,9 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use switchboard_tests::platform::Tenant;
-use switchboard_tests::{Backend, ControlPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary};
+use switchboard_tests::{
+    Backend, ControlPlane, META_APP_SECRET, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 const BASELINE_ROLE: &str = "SB_BENCH_BASELINE_LISTEN";
@@ -87,6 +93,22 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let cp = ControlPlane::start(&db.url).await?;
     let mut admin = cp.admin().await?;
     let tenant = Tenant::seed(&mut admin, "bench", None).await?;
+    let webhook = std::env::var("SB_BENCH_TARGET").is_ok_and(|t| t == "webhook");
+    if webhook {
+        let intake = admin
+            .workflow(&tenant.project_id, "intake", "active")
+            .await?;
+        admin
+            .trigger(
+                &intake.id,
+                switchboard_tests::admin::spec(
+                    "inbound_message",
+                    Some(&tenant.phone_number_id),
+                    None,
+                ),
+            )
+            .await?;
+    }
     let state = tempfile::tempdir()?;
 
     let dp_addr = free_port()?;
@@ -100,6 +122,7 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         .arg(state.path())
         .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
         .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
+        .env("SWITCHBOARD_META_APP_SECRET", META_APP_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -117,13 +140,19 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let path = format!("/platform/v1/workflows/{}/executions", tenant.workflow_id);
     let product = Target {
         addr: dp_addr,
-        path: path.clone(),
+        path: if webhook {
+            "/webhooks/whatsapp".to_owned()
+        } else {
+            path.clone()
+        },
         key: tenant.key.clone(),
+        webhook_number: webhook.then(|| tenant.phone_number_id.clone()),
     };
     let baseline = Target {
         addr: base_addr,
         path,
         key: tenant.key.clone(),
+        webhook_number: None,
     };
     // A request of each, checked, before measuring.
     for target in [&product, &baseline] {
@@ -155,7 +184,12 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         return Ok(());
     }
     println!(
-        "API trigger load: {connections} keep-alive connections, {} s per run, 2-core machine, Redis at {redis_url}",
+        "{} load: {connections} keep-alive connections, {} s per run, 2-core machine, Redis at {redis_url}",
+        if webhook {
+            "Webhook ingest"
+        } else {
+            "API trigger"
+        },
         duration.as_secs()
     );
     let warm = Duration::from_secs(2);
@@ -257,6 +291,8 @@ struct Target {
     addr: SocketAddr,
     path: String,
     key: String,
+    /// Send signed webhooks to this number instead of API calls.
+    webhook_number: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -307,6 +343,7 @@ async fn load(
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let (addr, path, key) = (target.addr, target.path.clone(), target.key.clone());
+        let webhook = target.webhook_number.clone().map(|n| (n, i));
         let schedule = match pace {
             Pace::Closed => None,
             Pace::Rate(rate) => {
@@ -318,7 +355,9 @@ async fn load(
                 ))
             }
         };
-        tasks.push(tokio::spawn(connection(addr, path, key, schedule, end)));
+        tasks.push(tokio::spawn(connection(
+            addr, path, key, webhook, schedule, end,
+        )));
     }
     let mut stats = Stats {
         ok: 0,
@@ -340,9 +379,14 @@ async fn connection(
     addr: SocketAddr,
     path: String,
     key: String,
+    webhook: Option<(String, usize)>,
     schedule: Option<(tokio::time::Instant, Duration)>,
     end: tokio::time::Instant,
 ) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+    // Unique per run, connection and request: every webhook is a new message of a new
+    // customer.
+    let run = std::process::id() % 1000;
+    let mut sent = 0u64;
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -370,18 +414,39 @@ async fn connection(
                 now
             }
         };
-        let request = Request::post(path.as_str())
-            .header("host", "bench")
-            .header("authorization", authorization.as_str())
-            .header("content-type", "application/json")
-            .body(Full::new(body.clone()))?;
+        let request = match &webhook {
+            None => Request::post(path.as_str())
+                .header("host", "bench")
+                .header("authorization", authorization.as_str())
+                .header("content-type", "application/json")
+                .body(Full::new(body.clone()))?,
+            Some((number, conn)) => {
+                sent += 1;
+                let from = format!("1{run:03}{conn:03}{sent:08}");
+                let text = switchboard_tests::whatsapp::text_message(
+                    number,
+                    &from,
+                    &format!("wamid.bench{from}"),
+                    "Does it come in another color?",
+                );
+                let signature = switchboard_data_plane::whatsapp::signature::sign(
+                    META_APP_SECRET.as_bytes(),
+                    text.as_bytes(),
+                );
+                Request::post(path.as_str())
+                    .header("host", "bench")
+                    .header("x-hub-signature-256", signature)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(text)))?
+            }
+        };
         sender.ready().await?;
         let response = sender.send_request(request).await?;
         let status = response.status();
         response.into_body().collect().await?;
         let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         histogram.saturating_record(micros.max(1));
-        if status == StatusCode::ACCEPTED {
+        if status == StatusCode::ACCEPTED || (webhook.is_some() && status == StatusCode::OK) {
             ok += 1;
         } else {
             errors += 1;
