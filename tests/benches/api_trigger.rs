@@ -148,11 +148,13 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         key: tenant.key.clone(),
         webhook_number: webhook.then(|| tenant.phone_number_id.clone()),
     };
+    // In webhook mode the baseline receives the same signed POSTs (it answers any path),
+    // so the load generator does the same work for both.
     let baseline = Target {
         addr: base_addr,
-        path,
+        path: product.path.clone(),
         key: tenant.key.clone(),
-        webhook_number: None,
+        webhook_number: product.webhook_number.clone(),
     };
     // A request of each, checked, before measuring.
     for target in [&product, &baseline] {
@@ -194,14 +196,17 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     );
     let warm = Duration::from_secs(2);
     let (dp_pid, base_pid) = (dp.id().unwrap_or(0), base.id().unwrap_or(0));
+    let redis_pid = process_named("redis-server");
     load(&baseline, connections, Pace::Closed, warm).await?;
-    let cpu = cpu_seconds(base_pid);
+    let (cpu, redis_cpu) = (cpu_seconds(base_pid), redis_pid.map_or(0.0, cpu_seconds));
     let base_sat = load(&baseline, connections, Pace::Closed, duration).await?;
     let base_cpu = cpu_seconds(base_pid) - cpu;
+    let base_redis = redis_pid.map_or(0.0, cpu_seconds) - redis_cpu;
     load(&product, connections, Pace::Closed, warm).await?;
-    let cpu = cpu_seconds(dp_pid);
+    let (cpu, redis_cpu) = (cpu_seconds(dp_pid), redis_pid.map_or(0.0, cpu_seconds));
     let prod_sat = load(&product, connections, Pace::Closed, duration).await?;
     let prod_cpu = cpu_seconds(dp_pid) - cpu;
+    let prod_redis = redis_pid.map_or(0.0, cpu_seconds) - redis_cpu;
     let half = base_sat.rate() / 2.0;
     let base_half = load(&baseline, connections, Pace::Rate(half), duration).await?;
     let prod_half = load(&product, connections, Pace::Rate(half), duration).await?;
@@ -229,6 +234,11 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         1e6 * base_cpu / base_sat.ok.max(1) as f64
     );
     println!(
+        "Redis CPU per request at saturation: switchboard {:.1} µs, baseline {:.1} µs",
+        1e6 * prod_redis / prod_sat.ok.max(1) as f64,
+        1e6 * base_redis / base_sat.ok.max(1) as f64
+    );
+    println!(
         "p99 at half the saturating rate: switchboard {:.3} ms, baseline {:.3} ms",
         prod_half.quantile_ms(0.99),
         base_half.quantile_ms(0.99)
@@ -240,6 +250,18 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let deleted = cleanup(redis_url, &prefix).await?;
     println!("deleted {deleted} bench keys");
     Ok(())
+}
+
+/// The pid of a local process by name (e.g. the Redis server), from /proc.
+fn process_named(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then_some(pid)
+        })
 }
 
 /// User plus system CPU time a process has used, from /proc (Linux).
@@ -343,7 +365,7 @@ async fn load(
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let (addr, path, key) = (target.addr, target.path.clone(), target.key.clone());
-        let webhook = target.webhook_number.clone().map(|n| (n, i));
+        let webhook = target.webhook_number.clone();
         let schedule = match pace {
             Pace::Closed => None,
             Pace::Rate(rate) => {
@@ -375,18 +397,17 @@ async fn load(
     Ok(stats)
 }
 
+/// Webhook messages sent so far in this process.
+static MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn connection(
     addr: SocketAddr,
     path: String,
     key: String,
-    webhook: Option<(String, usize)>,
+    webhook: Option<String>,
     schedule: Option<(tokio::time::Instant, Duration)>,
     end: tokio::time::Instant,
 ) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
-    // Unique per run, connection and request: every webhook is a new message of a new
-    // customer.
-    let run = std::process::id() % 1000;
-    let mut sent = 0u64;
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -420,9 +441,11 @@ async fn connection(
                 .header("authorization", authorization.as_str())
                 .header("content-type", "application/json")
                 .body(Full::new(body.clone()))?,
-            Some((number, conn)) => {
-                sent += 1;
-                let from = format!("1{run:03}{conn:03}{sent:08}");
+            Some(number) => {
+                // Unique over the whole run (warm-up and every phase): each webhook is a
+                // new message of a new customer, never a cheap duplicate.
+                let sequence = MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let from = format!("1{sequence:014}");
                 let text = switchboard_tests::whatsapp::text_message(
                     number,
                     &from,
@@ -446,7 +469,7 @@ async fn connection(
         response.into_body().collect().await?;
         let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         histogram.saturating_record(micros.max(1));
-        if status == StatusCode::ACCEPTED || (webhook.is_some() && status == StatusCode::OK) {
+        if status == StatusCode::ACCEPTED || status == StatusCode::OK {
             ok += 1;
         } else {
             errors += 1;

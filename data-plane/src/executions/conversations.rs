@@ -40,6 +40,43 @@ impl Placeholder {
         format!("{}/status", self.0)
     }
 
+    /// `text` as a template for the Redis scripts: its segments between placeholders and,
+    /// between two segments, `i` (the id goes here) or `s` (the status), preceded by the
+    /// number of segments. The script joins them with the values it chose; joining is
+    /// cheaper in Lua than searching the text.
+    pub fn template(&self, text: &str) -> Vec<String> {
+        let id = format!("\"{}\"", self.0);
+        let status = format!("\"{}/status\"", self.0);
+        let mut segments = Vec::new();
+        let mut markers = Vec::new();
+        let mut rest = text;
+        loop {
+            let next = [
+                (rest.find(&id), "i", id.len()),
+                (rest.find(&status), "s", status.len()),
+            ]
+            .into_iter()
+            .filter_map(|(at, marker, len)| at.map(|at| (at, marker, len)))
+            .min_by_key(|(at, ..)| *at);
+            let Some((at, marker, len)) = next else {
+                segments.push(rest);
+                break;
+            };
+            segments.push(&rest[..at]);
+            markers.push(marker);
+            rest = &rest[at + len..];
+        }
+        let mut args = Vec::with_capacity(segments.len() * 2);
+        args.push(segments.len().to_string());
+        for (i, segment) in segments.into_iter().enumerate() {
+            if i > 0 {
+                args.push(markers[i - 1].to_owned());
+            }
+            args.push(segment.to_owned());
+        }
+        args
+    }
+
     /// `text` with the placeholders replaced by JSON values.
     pub fn fill(&self, text: &str, id: Option<&Uuid>, status: Option<&str>) -> String {
         let id = id.map_or_else(|| "null".to_owned(), |id| format!("\"{id}\""));
@@ -226,4 +263,39 @@ pub struct ConversationQuery {
 pub struct ConversationPage {
     pub conversations: Vec<Conversation>,
     pub after: Option<(i64, Uuid)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placeholder;
+
+    #[test]
+    fn a_template_joined_with_values_is_the_filled_text() {
+        let p = Placeholder::new();
+        let text = format!(
+            r#"{{"a":"{id}","b":{{"id":"{id}","status":"{status}"}},"c":"x{id}y","d":"{id}"}}"#,
+            id = p.id(),
+            status = p.status()
+        );
+        let template = p.template(&text);
+        // Join like the Lua scripts do.
+        let n: usize = template[0].parse().expect("count");
+        let mut joined = String::new();
+        for i in 0..n {
+            joined.push_str(&template[1 + 2 * i]);
+            if i + 1 < n {
+                joined.push_str(match template[2 + 2 * i].as_str() {
+                    "i" => "\"X\"",
+                    _ => "null",
+                });
+            }
+        }
+        let id = uuid::Uuid::nil();
+        assert_eq!(n, 5, "{template:?}");
+        assert_eq!(
+            joined.replace("\"X\"", &format!("\"{id}\"")),
+            p.fill(&text, Some(&id), None)
+        );
+        assert_eq!(p.template("{}"), vec!["1".to_owned(), "{}".to_owned()]);
+    }
 }

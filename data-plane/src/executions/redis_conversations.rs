@@ -5,8 +5,8 @@
 
 use super::conversations::{
     Conversation, ConversationPage, ConversationQuery, ConversationStatus, EndConversation,
-    EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState, Route, SEEN_WINDOW_MS,
-    StatusOutcome,
+    EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState, Placeholder, Route,
+    SEEN_WINDOW_MS, StatusOutcome,
 };
 use super::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
 use super::redis_store::{RedisStore, int, meta_json, text};
@@ -16,38 +16,58 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Shared by the three scripts. ARGV[1..5]: shard base, now, retention, index trim bound,
-/// placeholder token. Executions to start follow at `first`: their count, then per
-/// execution role, id, workflow, trigger type, meta, context.
+/// placeholder token (for diagnostics: templates arrive already split at it). Executions to start follow at `first`: their count, then per
+/// execution role, id, workflow, trigger type, and meta and context as templates.
 macro_rules! prelude {
     () => {
         r#"
-local base, now, retention, trim, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local function fill(s, id, status)
-  s = string.gsub(s, '"' .. token .. '"', function() return id end)
-  s = string.gsub(s, '"' .. token .. '/status"', function() return status end)
-  return s
+local base, now, retention, trim = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- A template (see `Placeholder::template`) at ARGV[o], joined with the chosen values;
+-- returns it and the offset after it.
+local function assemble(o, id, status)
+  local n = tonumber(ARGV[o])
+  if n == 1 then return ARGV[o + 1], o + 2 end
+  local parts = {}
+  for i = 1, n do
+    parts[#parts + 1] = ARGV[o + 2 * i - 1]
+    if i < n then
+      if ARGV[o + 2 * i] == 'i' then parts[#parts + 1] = id else parts[#parts + 1] = status end
+    end
+  end
+  return table.concat(parts), o + 2 * n
 end
+-- True for one id in 16 (a random hex digit of a UUIDv7): expired entries of indexes are
+-- trimmed that often rather than on every write.
+local function sometimes(id)
+  return string.sub(id, 33, 33) == '0'
+end
+local function skip(o)
+  return o + 2 * tonumber(ARGV[o])
+end
+-- Offsets of the executions at ARGV[first], by role.
 local function roles_at(first)
   local roles = {}
-  for i = 0, tonumber(ARGV[first]) - 1 do
-    local o = first + i * 6
-    roles[ARGV[o + 1]] = o
+  local o = first + 1
+  for i = 1, tonumber(ARGV[first]) do
+    roles[ARGV[o]] = o
+    o = skip(skip(o + 4))
   end
   return roles
 end
 local function create(o, id_json, status_json, project)
-  local id, workflow = ARGV[o + 2], ARGV[o + 3]
+  local id, workflow = ARGV[o + 1], ARGV[o + 2]
+  local meta, next = assemble(o + 4, id_json, status_json)
+  local context = assemble(next, id_json, status_json)
   local record = base .. 'e:' .. id
-  redis.call('HSET', record, 'status', 'pending', 'updated', now,
-    'meta', fill(ARGV[o + 5], id_json, status_json),
-    'context', fill(ARGV[o + 6], id_json, status_json))
+  redis.call('HSET', record, 'status', 'pending', 'updated', now, 'meta', meta,
+    'context', context)
   redis.call('PEXPIRE', record, retention)
   local index = base .. 'w:' .. workflow
   redis.call('ZADD', index, 0, id)
-  redis.call('ZREMRANGEBYLEX', index, '-', '(' .. trim)
+  if sometimes(id) then redis.call('ZREMRANGEBYLEX', index, '-', '(' .. trim) end
   redis.call('PEXPIRE', index, retention)
   redis.call('XADD', base .. 'dispatch', '*', 'id', id, 'project', project,
-    'workflow', workflow, 'trigger_type', ARGV[o + 4])
+    'workflow', workflow, 'trigger_type', ARGV[o + 3])
   return id
 end
 "#
@@ -56,35 +76,51 @@ end
 
 /// KEYS[1]: the message's seen mark. ARGV[6..]: project, config id, wa_id, phone, Meta
 /// phone_number_id, new conversation id, last message, last user input, delivery event,
-/// inbox entry, seen window, then the executions (roles `created`, `received`, `trigger`).
+/// seen window, the inbox entry (template), then the executions (roles `created`,
+/// `received`, `trigger`).
 /// DESIGN §7 steps 1–4 in order; the seen mark is written last.
 const MESSAGE: &str = concat!(
     prelude!(),
     r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local project = ARGV[6]
 local pointer = base .. 'cn:' .. ARGV[7] .. ':' .. ARGV[8]
-local cid = redis.call('GET', pointer)
-if cid and redis.call('HGET', base .. 'c:' .. cid, 'status') ~= 'active' then cid = false end
+local list = base .. 'cl:' .. project
+local held = redis.call('MGET', KEYS[1], pointer)
+if held[1] then return {0} end
+local roles = roles_at(skip(16))
+local cid = held[2]
+local conv
+if cid then
+  conv = base .. 'c:' .. cid
+  if redis.call('HGET', conv, 'status') ~= 'active' then cid = false end
+end
 local created = 0
-if not cid then
+if cid then
+  redis.call('HSET', conv, 'last', now, 'lm', ARGV[12])
+  redis.call('PEXPIRE', pointer, retention)
+else
+  -- A new conversation: written whole, in one command.
   cid = ARGV[11]
   created = 1
-  redis.call('HSET', base .. 'c:' .. cid, 'project', project, 'number', ARGV[7],
-    'pnid', ARGV[10], 'phone', ARGV[9], 'status', 'active', 'created', now)
-  redis.call('SET', pointer, cid)
+  conv = base .. 'c:' .. cid
+  local fields = {'project', project, 'number', ARGV[7], 'pnid', ARGV[10], 'phone', ARGV[9],
+    'status', 'active', 'created', now, 'last', now, 'lm', ARGV[12]}
+  if roles.trigger then
+    -- Nothing runs in a new conversation: the message trigger's execution will be its own.
+    fields[#fields + 1] = 'exec'
+    fields[#fields + 1] = ARGV[roles.trigger + 1]
+  end
+  redis.call('HSET', conv, unpack(fields))
+  redis.call('SET', pointer, cid, 'PX', retention)
+  if sometimes(cid) then
+    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
+  end
 end
-local conv = base .. 'c:' .. cid
-redis.call('HSET', conv, 'last', now, 'lm', ARGV[12])
 redis.call('PEXPIRE', conv, retention)
-redis.call('PEXPIRE', pointer, retention)
 redis.call('ZADD', base .. 'ca', now, cid)
-local list = base .. 'cl:' .. project
 redis.call('ZADD', list, now, cid)
-redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
 redis.call('PEXPIRE', list, retention)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
-local roles = roles_at(17)
 local started = {}
 if created == 1 and roles.created then
   table.insert(started, create(roles.created, id_json, status_json, project))
@@ -93,7 +129,8 @@ if roles.received then
   table.insert(started, create(roles.received, id_json, status_json, project))
 end
 local route, target = 'inbox', ''
-local current = redis.call('HGET', conv, 'exec')
+-- A conversation just created has no execution yet.
+local current = created == 0 and redis.call('HGET', conv, 'exec')
 if current then
   local record = base .. 'e:' .. current
   local status = redis.call('HGET', record, 'status')
@@ -113,13 +150,13 @@ if route == 'inbox' then
     target = create(roles.trigger, id_json, status_json, project)
     table.insert(started, target)
     route = 'started'
-    redis.call('HSET', conv, 'exec', target)
+    if created == 0 then redis.call('HSET', conv, 'exec', target) end
   else
     redis.call('XADD', base .. 'inbox', '*', 'conversation', cid, 'project', project,
-      'message', fill(ARGV[15], id_json, status_json))
+      'message', (assemble(16, id_json, status_json)))
   end
 end
-redis.call('SET', KEYS[1], cid, 'PX', ARGV[16])
+redis.call('SET', KEYS[1], cid, 'PX', ARGV[15])
 return {1, cid, created, route, target, unpack(started)}
 "#
 );
@@ -235,8 +272,11 @@ impl RedisStore {
     }
 
     /// The trailing arguments naming the executions to start (see `prelude!`).
-    fn executions(executions: &[(&str, &NewExecution)]) -> Result<Vec<String>, StoreError> {
-        let mut args = Vec::with_capacity(1 + executions.len() * 6);
+    fn executions(
+        executions: &[(&str, &NewExecution)],
+        placeholder: Option<&Placeholder>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut args = Vec::with_capacity(1 + executions.len() * 8);
         args.push(executions.len().to_string());
         for (role, e) in executions {
             args.extend([
@@ -244,9 +284,13 @@ impl RedisStore {
                 e.id.to_string(),
                 e.workflow_id.to_string(),
                 e.trigger_type.to_owned(),
-                meta_json(e)?,
-                e.context.clone(),
             ]);
+            for text in [meta_json(e)?, e.context.clone()] {
+                match placeholder {
+                    Some(p) => args.extend(p.template(&text)),
+                    None => args.extend(["1".to_owned(), text]),
+                }
+            }
         }
         Ok(args)
     }
@@ -273,8 +317,8 @@ impl RedisStore {
             .arg(&m.last_message)
             .arg(&m.last_user_input)
             .arg(&m.delivery)
-            .arg(&m.inbox)
-            .arg(SEEN_WINDOW_MS);
+            .arg(SEEN_WINDOW_MS)
+            .arg(m.placeholder.template(&m.inbox));
         let roles = [
             ("created", m.on_created.as_ref()),
             ("received", m.on_received.as_ref()),
@@ -284,7 +328,7 @@ impl RedisStore {
             .into_iter()
             .filter_map(|(role, e)| e.map(|e| (role, e)))
             .collect();
-        cmd.arg(Self::executions(&present)?);
+        cmd.arg(Self::executions(&present, Some(&m.placeholder))?);
         Ok(cmd)
     }
 
@@ -304,7 +348,7 @@ impl RedisStore {
             .arg(SEEN_WINDOW_MS);
         let present: Vec<(&str, &NewExecution)> =
             s.on_status.iter().map(|e| ("status", e)).collect();
-        cmd.arg(Self::executions(&present)?);
+        cmd.arg(Self::executions(&present, Some(&s.placeholder))?);
         Ok(cmd)
     }
 
@@ -381,7 +425,7 @@ impl RedisStore {
             .arg(end.reason);
         let present: Vec<(&str, &NewExecution)> =
             end.on_ended.iter().map(|e| ("ended", e)).collect();
-        cmd.arg(Self::executions(&present)?);
+        cmd.arg(Self::executions(&present, None)?);
         let mut pipe = redis::pipe();
         pipe.add_command(cmd);
         let (reply,): (Vec<Value>,) = self.run(&pipe).await?;

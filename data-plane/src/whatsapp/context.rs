@@ -52,29 +52,52 @@ pub struct EventMessage<'a> {
     pub text: Option<&'a str>,
 }
 
-/// `inbound_message`: a customer's message started the workflow.
+/// `inbound_message`: a customer's message started the workflow. Serialised straight from
+/// borrowed fields (this is on the webhook's hot path).
 pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &str) -> String {
-    let mut context = Map::new();
-    context.insert("phone_number".into(), common.phone_number.into());
-    context.insert("channel".into(), "whatsapp".into());
-    context.insert("conversation_id".into(), common.conversation.id());
-    if let Some(name) = contact_name {
-        context.insert("contact_name".into(), name.into());
+    #[derive(serde::Serialize)]
+    struct Root<'a> {
+        system: System,
+        context: Context<'a>,
+        last_user_input: &'a str,
     }
-    json!({
-        "system": {
-            "trigger_type": "inbound_message",
-            "tracking_id": common.tracking_id.to_string(),
-            "workflow_id": common.workflow_id.to_string(),
-            "trigger_whatsapp_config_id": common.whatsapp_config_id,
-            "observer_mode": false,
-            "allow_outbound": true,
-            "test": common.test,
+    #[derive(serde::Serialize)]
+    struct System {
+        trigger_type: &'static str,
+        tracking_id: Uuid,
+        workflow_id: Uuid,
+        trigger_whatsapp_config_id: i64,
+        observer_mode: bool,
+        allow_outbound: bool,
+        test: bool,
+    }
+    #[derive(serde::Serialize)]
+    struct Context<'a> {
+        phone_number: &'a str,
+        channel: &'static str,
+        conversation_id: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contact_name: Option<&'a str>,
+    }
+    let root = Root {
+        system: System {
+            trigger_type: "inbound_message",
+            tracking_id: common.tracking_id,
+            workflow_id: common.workflow_id,
+            trigger_whatsapp_config_id: common.whatsapp_config_id,
+            observer_mode: false,
+            allow_outbound: true,
+            test: common.test,
         },
-        "context": context,
-        "last_user_input": input,
-    })
-    .to_string()
+        context: Context {
+            phone_number: common.phone_number,
+            channel: "whatsapp",
+            conversation_id: common.conversation.id(),
+            contact_name,
+        },
+        last_user_input: input,
+    };
+    serde_json::to_string(&root).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// `whatsapp_event`, in observer mode. `payload` is the raw Meta object plus `metadata`.

@@ -47,6 +47,50 @@ pub struct WhatsApp {
     store: Store,
     app_secret: Option<Arc<str>>,
     verify_token: Option<Arc<str>>,
+    counters: Arc<Counters>,
+}
+
+/// Metric handles of the hot path, registered once (a labelled `counter!` per request
+/// costs a registry lookup each time).
+struct Counters {
+    applied: metrics::Counter,
+    duplicates: metrics::Counter,
+    /// By [`route_name`] order: handoff, delivered, trigger, inbox.
+    routes: [metrics::Counter; 4],
+    conversations_created: metrics::Counter,
+    conversations_ended: metrics::Counter,
+    started_inbound: metrics::Counter,
+    started_event: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let updates = |outcome: &'static str| metrics::counter!("switchboard_webhook_updates_total", "outcome" => outcome);
+        let route = |route: &'static str| metrics::counter!("switchboard_webhook_messages_total", "route" => route);
+        let conversations = |event: &'static str| metrics::counter!("switchboard_conversations_total", "event" => event);
+        let started = |trigger_type: &'static str| metrics::counter!("switchboard_executions_created_total", "trigger_type" => trigger_type);
+        Self {
+            applied: updates("applied"),
+            duplicates: updates("duplicate"),
+            routes: ROUTES.map(route),
+            conversations_created: conversations("created"),
+            conversations_ended: conversations("ended"),
+            started_inbound: started("inbound_message"),
+            started_event: started("whatsapp_event"),
+        }
+    }
+}
+
+const ROUTES: [&str; 4] = ["handoff", "delivered", "trigger", "inbox"];
+
+/// The name and index of a route, and the execution it went to.
+fn route_name(route: Route) -> (usize, Option<Uuid>) {
+    match route {
+        Route::Handoff(id) => (0, Some(id)),
+        Route::Delivered(id) => (1, Some(id)),
+        Route::Started(id) => (2, Some(id)),
+        Route::Inbox => (3, None),
+    }
 }
 
 impl std::fmt::Debug for WhatsApp {
@@ -61,11 +105,6 @@ fn now_ms() -> i64 {
 
 fn ignored(reason: &'static str) {
     metrics::counter!("switchboard_webhook_ignored_total", "reason" => reason).increment(1);
-}
-
-fn started_metric(trigger_type: &'static str, n: usize) {
-    metrics::counter!("switchboard_executions_created_total", "trigger_type" => trigger_type)
-        .increment(n as u64);
 }
 
 /// A new execution of a WhatsApp trigger.
@@ -103,6 +142,7 @@ impl WhatsApp {
             store,
             app_secret: app_secret.filter(|s| !s.is_empty()).map(Into::into),
             verify_token: verify_token.filter(|s| !s.is_empty()).map(Into::into),
+            counters: Arc::new(Counters::new()),
         }
     }
 
@@ -200,6 +240,7 @@ impl WhatsApp {
             })
             .collect();
         let results = self.store.apply(&applies).await?;
+        let counters = &self.counters;
         for (update, result) in applies.iter().zip(results) {
             match result {
                 Applied::Message(MessageOutcome::Duplicate)
@@ -212,41 +253,40 @@ impl WhatsApp {
                 }) => {
                     report.applied += 1;
                     if conversation_created {
-                        metrics::counter!("switchboard_conversations_total", "event" => "created")
-                            .increment(1);
+                        counters.conversations_created.increment(1);
                     }
-                    let (route, execution) = match route {
-                        Route::Handoff(id) => ("handoff", Some(id)),
-                        Route::Delivered(id) => ("delivered", Some(id)),
-                        Route::Started(id) => ("trigger", Some(id)),
-                        Route::Inbox => ("inbox", None),
-                    };
+                    let (index, execution) = route_name(route);
+                    counters.routes[index].increment(1);
+                    let by_trigger = usize::from(matches!(route, Route::Started(_)));
+                    counters.started_inbound.increment(by_trigger as u64);
+                    if started.len() > by_trigger {
+                        counters
+                            .started_event
+                            .increment((started.len() - by_trigger) as u64);
+                    }
                     if let Apply::Message(m) = update {
                         report.routes.push((
                             m.message_id.clone(),
                             conversation_id,
-                            route,
+                            ROUTES[index],
                             execution,
                         ));
                     }
-                    metrics::counter!("switchboard_webhook_messages_total", "route" => route)
-                        .increment(1);
-                    let by_trigger = usize::from(route == "trigger");
-                    started_metric("inbound_message", by_trigger);
-                    started_metric("whatsapp_event", started.len() - by_trigger);
                     report.started.extend(started);
                 }
                 Applied::Status(StatusOutcome::Applied { started, .. }) => {
                     report.applied += 1;
-                    started_metric("whatsapp_event", usize::from(started.is_some()));
+                    if started.is_some() {
+                        counters.started_event.increment(1);
+                    }
                     report.started.extend(started);
                 }
             }
         }
-        metrics::counter!("switchboard_webhook_updates_total", "outcome" => "applied")
-            .increment(report.applied as u64);
-        metrics::counter!("switchboard_webhook_updates_total", "outcome" => "duplicate")
-            .increment(report.duplicates as u64);
+        counters.applied.increment(report.applied as u64);
+        if report.duplicates > 0 {
+            counters.duplicates.increment(report.duplicates as u64);
+        }
         Ok(report)
     }
 
@@ -271,12 +311,11 @@ impl WhatsApp {
             );
             if let EndOutcome::Ended { started } = self.store.end_conversation(&end).await? {
                 ended += 1;
-                started_metric("whatsapp_event", usize::from(started.is_some()));
+                self.counters.conversations_ended.increment(1);
+                if started.is_some() {
+                    self.counters.started_event.increment(1);
+                }
             }
-        }
-        if ended > 0 {
-            metrics::counter!("switchboard_conversations_total", "event" => "ended")
-                .increment(ended as u64);
         }
         Ok(ended)
     }
@@ -428,9 +467,10 @@ impl WhatsApp {
             let table = self.slot.table().ok_or_else(ApiError::not_ready)?;
             let end = plan_end(&table, &conversation, now_ms(), "api", None);
             if let EndOutcome::Ended { started } = self.store.end_conversation(&end).await? {
-                metrics::counter!("switchboard_conversations_total", "event" => "ended")
-                    .increment(1);
-                started_metric("whatsapp_event", usize::from(started.is_some()));
+                self.counters.conversations_ended.increment(1);
+                if started.is_some() {
+                    self.counters.started_event.increment(1);
+                }
             }
         }
         self.conversation(platform, api_key, id).await
@@ -504,6 +544,40 @@ fn event_trigger(table: &RoutingTable, event: &str, number: &Number) -> Option<U
     table.event_trigger(event, number).map(|t| t.workflow_id)
 }
 
+/// `{id, type, text}` of a message.
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    text: &'a str,
+}
+
+/// The event appended to an execution a message is delivered to.
+#[derive(serde::Serialize)]
+struct Delivery<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    at: i64,
+    message: &'a Summary<'a>,
+}
+
+/// An entry of the agent inbox.
+#[derive(serde::Serialize)]
+struct InboxEntry<'a> {
+    conversation_id: &'a str,
+    project_id: Uuid,
+    phone_number_id: &'a str,
+    phone_number: &'a str,
+    contact_name: Option<&'a str>,
+    message: &'a Summary<'a>,
+    at: i64,
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
 /// Everything the store needs to apply an inbound message.
 fn plan_message(
     table: &RoutingTable,
@@ -574,23 +648,26 @@ fn plan_message(
                 at,
             )
         });
-    let last_message = json!({"id": &*m.id, "type": &*m.kind, "text": &m.text}).to_string();
-    let delivery = json!({
-        "type": "message_received",
-        "at": at,
-        "message": {"id": &*m.id, "type": &*m.kind, "text": &m.text},
-    })
-    .to_string();
-    let inbox = json!({
-        "conversation_id": placeholder.id(),
-        "project_id": project_id.to_string(),
-        "phone_number_id": m.metadata.phone_number_id,
-        "phone_number": &phone_number,
-        "contact_name": m.contact_name.as_deref(),
-        "message": {"id": &*m.id, "type": &*m.kind, "text": &m.text},
-        "at": at,
-    })
-    .to_string();
+    let summary = Summary {
+        id: &m.id,
+        kind: &m.kind,
+        text: &m.text,
+    };
+    let last_message = to_json(&summary);
+    let delivery = to_json(&Delivery {
+        kind: "message_received",
+        at,
+        message: &summary,
+    });
+    let inbox = to_json(&InboxEntry {
+        conversation_id: placeholder.id(),
+        project_id,
+        phone_number_id: m.metadata.phone_number_id,
+        phone_number: &phone_number,
+        contact_name: m.contact_name.as_deref(),
+        message: &summary,
+        at,
+    });
     InboundMessage {
         project_id,
         whatsapp_config_id: number.whatsapp_config_id,
