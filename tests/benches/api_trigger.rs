@@ -148,16 +148,27 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         key: tenant.key.clone(),
         webhook_number: webhook.then(|| tenant.phone_number_id.clone()),
     };
-    // In webhook mode the baseline receives the same signed POSTs (it answers any path),
-    // so the load generator does the same work for both.
+    // In webhook mode the baselines receive the same signed POSTs, so the load generator
+    // does the same work for all: `baseline` (on the API path) does the API trigger's one
+    // pipeline, `equivalent` (on the webhook path) one MULTI/EXEC of the writes a message
+    // that opens a conversation and starts an execution makes, without deciding anything.
     let baseline = Target {
         addr: base_addr,
-        path: product.path.clone(),
+        path,
         key: tenant.key.clone(),
         webhook_number: product.webhook_number.clone(),
     };
+    let equivalent = webhook.then(|| Target {
+        addr: base_addr,
+        path: "/webhooks/whatsapp".to_owned(),
+        key: tenant.key.clone(),
+        webhook_number: product.webhook_number.clone(),
+    });
     // A request of each, checked, before measuring.
-    for target in [&product, &baseline] {
+    for target in [Some(&product), Some(&baseline), equivalent.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let stats = load(target, 1, Pace::Closed, Duration::from_millis(200)).await?;
         anyhow::ensure!(
             stats.errors == 0 && stats.ok > 0,
@@ -210,6 +221,15 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let half = base_sat.rate() / 2.0;
     let base_half = load(&baseline, connections, Pace::Rate(half), duration).await?;
     let prod_half = load(&product, connections, Pace::Rate(half), duration).await?;
+    let mut equivalent_runs = None;
+    if let Some(equivalent) = &equivalent {
+        load(equivalent, connections, Pace::Closed, warm).await?;
+        let sat = load(equivalent, connections, Pace::Closed, duration).await?;
+        let half = sat.rate() / 2.0;
+        let eq_half = load(equivalent, connections, Pace::Rate(half), duration).await?;
+        let prod_half = load(&product, connections, Pace::Rate(half), duration).await?;
+        equivalent_runs = Some((sat, half, eq_half, prod_half));
+    }
 
     println!(
         "\n{:<34} {:>10} {:>9} {:>9} {:>9} {:>7}",
@@ -223,6 +243,20 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     }
     for (name, stats) in [("baseline", &base_half), ("switchboard", &prod_half)] {
         stats.print(&format!("{name}, paced at {half:.0}/s"));
+    }
+    if let Some((sat, half, eq_half, prod_eq_half)) = &equivalent_runs {
+        sat.print("equivalent writes (1 MULTI), saturating");
+        eq_half.print(&format!("equivalent, paced at {half:.0}/s"));
+        prod_eq_half.print(&format!("switchboard, paced at {half:.0}/s"));
+        println!(
+            "\nthroughput ratio switchboard/equivalent writes: {:.1} %",
+            100.0 * prod_sat.rate() / sat.rate()
+        );
+        println!(
+            "p99 at half the equivalent's saturating rate: switchboard {:.3} ms, equivalent {:.3} ms",
+            prod_eq_half.quantile_ms(0.99),
+            eq_half.quantile_ms(0.99)
+        );
     }
     println!(
         "\nthroughput ratio switchboard/baseline: {:.1} %",
@@ -509,6 +543,9 @@ mod baseline {
         if request.uri().path() == "/healthz" {
             return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
         }
+        if request.uri().path() == "/webhooks/whatsapp" {
+            return Ok(equivalent(request, redis, prefix).await);
+        }
         let workflow_id = request
             .uri()
             .path()
@@ -568,6 +605,77 @@ mod baseline {
             hyper::header::HeaderValue::from_static("application/json"),
         );
         Ok(response)
+    }
+
+    /// The writes of a message that opens a conversation and starts an execution, as one
+    /// MULTI/EXEC, decided by nobody: seen mark, conversation, customer pointer, both
+    /// activity indexes, record, workflow index, dispatch entry, with their expiries.
+    async fn equivalent(
+        request: Request<hyper::body::Incoming>,
+        mut redis: ConnectionManager,
+        prefix: std::sync::Arc<str>,
+    ) -> Response<Full<Bytes>> {
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return status(StatusCode::BAD_REQUEST),
+        };
+        let (id, conversation) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let (id_text, conversation_text) = (id.to_string(), conversation.to_string());
+        let key = |rest: std::fmt::Arguments<'_>| format!("{prefix}:{{x0}}:{rest}");
+        let record = key(format_args!("e:{id}"));
+        let conv = key(format_args!("c:{conversation}"));
+        let list = key(format_args!("cl:p"));
+        let index = key(format_args!("w:w"));
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(key(format_args!("m:{id}")))
+            .arg(&conversation_text)
+            .arg("PX")
+            .arg(691_200_000)
+            .ignore()
+            .hset_multiple(
+                &conv,
+                &[
+                    ("status", "active"),
+                    ("last", &now.to_string()),
+                    ("lm", "{}"),
+                ],
+            )
+            .ignore()
+            .pexpire(&conv, 600_000)
+            .ignore()
+            .cmd("SET")
+            .arg(key(format_args!("cn:{id}")))
+            .arg(&conversation_text)
+            .arg("PX")
+            .arg(600_000)
+            .ignore()
+            .zadd(key(format_args!("ca")), &conversation_text, now)
+            .ignore()
+            .zadd(&list, &conversation_text, now)
+            .ignore()
+            .pexpire(&list, 600_000)
+            .ignore()
+            .hset_multiple(
+                &record,
+                &[("status", b"pending".as_slice()), ("context", &body[..])],
+            )
+            .ignore()
+            .pexpire(&record, 600_000)
+            .ignore()
+            .zadd(&index, &id_text, 0)
+            .ignore()
+            .pexpire(&index, 600_000)
+            .ignore()
+            .xadd(key(format_args!("dispatch")), "*", &[("id", &id_text)])
+            .ignore();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
+        match result {
+            Ok(()) => Response::new(Full::new(Bytes::from_static(b"{}"))),
+            Err(_) => status(StatusCode::SERVICE_UNAVAILABLE),
+        }
     }
 
     fn status(code: StatusCode) -> Response<Full<Bytes>> {
