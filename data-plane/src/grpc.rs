@@ -4,7 +4,7 @@
 //! here, and only here.
 
 use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query, rfc3339_ms};
-use crate::executions::Execution;
+use crate::executions::{Execution, claims};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchboard_proto::v1 as pb;
@@ -60,12 +60,13 @@ fn to_status(err: ApiError) -> Status {
 
 fn to_proto(e: Execution) -> pb::Execution {
     let time = |ms: i64| rfc3339_ms(ms).unwrap_or_default();
+    let context = crate::api::execution_context(&e);
     pb::Execution {
         id: e.id.to_string(),
         workflow_id: e.workflow_id.to_string(),
         status: e.status.as_str().to_owned(),
         trigger_type: e.trigger_type,
-        execution_context_json: e.context,
+        execution_context_json: context,
         project_id: e.project_id.to_string(),
         test: e.test,
         observer_mode: e.observer_mode,
@@ -184,5 +185,120 @@ impl pb::executions_server::Executions for ExecutionsService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(to_proto(execution)))
+    }
+
+    type ClaimExecutionsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ClaimedExecution, Status>> + Send>,
+    >;
+
+    async fn claim_executions(
+        &self,
+        request: Request<pb::ClaimExecutionsRequest>,
+    ) -> Result<Response<Self::ClaimExecutionsStream>, Status> {
+        self.runner(request.metadata())?;
+        let r = request.into_inner();
+        if !claims::valid_runner(&r.runner) {
+            return Err(Status::invalid_argument(
+                "runner must be 1-64 of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        let workflows = r
+            .workflow_ids
+            .iter()
+            .map(|id| {
+                Uuid::parse_str(id).map_err(|_| {
+                    Status::invalid_argument(format!("workflow_ids: {id:?} is not a UUID"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let visibility_ms = match i64::from(r.visibility_timeout_ms) {
+            0 => claims::VISIBILITY_DEFAULT_MS,
+            ms if (claims::VISIBILITY_MIN_MS..=claims::VISIBILITY_MAX_MS).contains(&ms) => ms,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "visibility_timeout_ms must be 1000-3600000 (0 for 30000)",
+                ));
+            }
+        };
+        let query = claims::ClaimQuery {
+            runner: r.runner,
+            workflows,
+            visibility_ms,
+            max: CLAIM_BUFFER,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(CLAIM_BUFFER);
+        tokio::spawn(deliver(self.platform.store().clone(), query, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn ack_execution(
+        &self,
+        request: Request<pb::AckExecutionRequest>,
+    ) -> Result<Response<pb::AckExecutionResponse>, Status> {
+        self.runner(request.metadata())?;
+        let r = request.get_ref();
+        let id = Uuid::parse_str(&r.tracking_id)
+            .map_err(|_| Status::not_found("execution_not_found: execution not found"))?;
+        match self
+            .platform
+            .store()
+            .ack(id, &r.runner)
+            .await
+            .map_err(|e| to_status(e.into()))?
+        {
+            claims::AckOutcome::Acked => Ok(Response::new(pb::AckExecutionResponse {})),
+            claims::AckOutcome::NotFound => Err(Status::not_found(
+                "execution_not_found: execution not found",
+            )),
+            claims::AckOutcome::NotYours => Err(Status::failed_precondition(
+                "not_claimed: the execution is not delivered to this runner",
+            )),
+        }
+    }
+}
+
+/// Executions buffered per claim stream; the runner's reading paces the claims.
+const CLAIM_BUFFER: usize = 16;
+/// How long a claim stream waits before looking again when nothing was dispatched.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Claims for one runner's stream until the runner goes away. A failed store call is
+/// retried (the stream stays open across a Redis outage); executions claimed but not
+/// delivered because the runner left come back when their visibility timeout runs out.
+async fn deliver(
+    store: crate::executions::Store,
+    mut query: claims::ClaimQuery,
+    tx: tokio::sync::mpsc::Sender<Result<pb::ClaimedExecution, Status>>,
+) {
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        query.max = tx.capacity().max(1);
+        let wait = match store.claim(&query).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                for c in claimed {
+                    let message = pb::ClaimedExecution {
+                        execution: Some(to_proto(c.execution)),
+                        attempt: c.attempt,
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Ok(_) => CLAIM_POLL,
+            Err(err) => {
+                tracing::warn!(runner = %query.runner, error = %err, "claim failed; retrying");
+                std::time::Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tx.closed() => return,
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod db;
 pub mod platform;
 pub mod redis;
+pub mod runner;
 pub mod servers;
 pub mod whatsapp;
 

@@ -378,15 +378,26 @@ pub fn rfc3339_ms(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// `execution_context` as JSON, with the latest delivered message as `last_user_input`
+/// (DESIGN §7 rule b).
+pub fn execution_context(e: &Execution) -> String {
+    match &e.last_user_input {
+        None => e.context.clone(),
+        Some(input) => match serde_json::from_str::<Value>(&e.context) {
+            Ok(Value::Object(mut map)) => {
+                map.insert("last_user_input".to_owned(), Value::String(input.clone()));
+                Value::Object(map).to_string()
+            }
+            _ => e.context.clone(),
+        },
+    }
+}
+
 /// The JSON form of an execution (DESIGN §5).
 pub fn execution_json(e: &Execution) -> Value {
     let time = rfc3339_ms;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    let mut context = parse(&e.context);
-    if let (Some(input), Value::Object(map)) = (&e.last_user_input, &mut context) {
-        // The latest message delivered to the execution (DESIGN §7 rule b).
-        map.insert("last_user_input".to_owned(), Value::String(input.clone()));
-    }
+    let context = parse(&execution_context(e));
     serde_json::json!({
         "id": e.id.to_string(),
         "tracking_id": e.id.to_string(),

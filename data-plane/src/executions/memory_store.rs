@@ -20,7 +20,9 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 pub(super) struct Inner {
     pub(super) records: HashMap<Uuid, (Execution, i64)>,
     indexes: HashMap<(Uuid, Uuid), BTreeSet<Uuid>>,
-    dispatch: HashMap<u8, VecDeque<Uuid>>,
+    pub(super) dispatch: HashMap<u8, VecDeque<Uuid>>,
+    /// Deliveries to runners: tracking id → lease.
+    pub(super) leases: HashMap<Uuid, super::memory_claims::Lease>,
     /// (project, key hash) → (request hash, tracking id, expires at).
     idempotency: HashMap<(Uuid, String), (String, Uuid, i64)>,
     /// (api key, workflow, unix second) → count.

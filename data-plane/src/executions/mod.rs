@@ -9,10 +9,13 @@
 //! Key layout and sharding live in [`keys`]: every key of one project shares a Redis Cluster
 //! hash tag, and the tracking id carries that tag so it can be found from the id alone.
 
+pub mod claims;
 pub mod conversations;
 pub mod keys;
+mod memory_claims;
 mod memory_conversations;
 pub mod memory_store;
+mod redis_claims;
 mod redis_conversations;
 pub mod redis_store;
 mod status;
@@ -196,6 +199,30 @@ impl Store {
         match self {
             Store::Redis(s) => s.dispatched(shard).await,
             Store::Memory(s) => Ok(s.dispatched(shard)),
+        }
+    }
+}
+
+/// Runners (DESIGN §8): claims and acks.
+impl Store {
+    /// Up to `query.max` executions for the runner: new ones and those whose delivery's
+    /// visibility timeout ran out without an ack.
+    pub async fn claim(
+        &self,
+        query: &claims::ClaimQuery,
+    ) -> Result<Vec<claims::Claimed>, StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        match self {
+            Store::Redis(s) => s.claim(query, now).await,
+            Store::Memory(s) => Ok(s.claim(query, now)),
+        }
+    }
+
+    pub async fn ack(&self, id: Uuid, runner: &str) -> Result<claims::AckOutcome, StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        match self {
+            Store::Redis(s) => s.ack(id, runner, now).await,
+            Store::Memory(s) => Ok(s.ack(id, runner, now)),
         }
     }
 }

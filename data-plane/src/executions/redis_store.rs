@@ -86,6 +86,10 @@ pub struct RedisStore {
     create: Arc<Script>,
     set_status: Arc<Script>,
     whatsapp: Arc<super::redis_conversations::Scripts>,
+    claim: Arc<Script>,
+    ack: Arc<Script>,
+    /// Consumer groups known to exist on every dispatch stream.
+    groups: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -128,7 +132,22 @@ impl RedisStore {
             create: Arc::new(Script::new(CREATE)),
             set_status: Arc::new(Script::new(SET_STATUS)),
             whatsapp: Arc::default(),
+            claim: Arc::new(Script::new(super::redis_claims::CLAIM)),
+            ack: Arc::new(Script::new(super::redis_claims::ACK)),
+            groups: Arc::default(),
         })
+    }
+
+    pub(super) fn claim_script(&self) -> &Script {
+        &self.claim
+    }
+
+    pub(super) fn ack_script(&self) -> &Script {
+        &self.ack
+    }
+
+    pub(super) fn groups(&self) -> &std::sync::Mutex<std::collections::HashSet<String>> {
+        &self.groups
     }
 
     pub(super) fn connection(&self) -> ConnectionManager {

@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod dev;
 mod routing;
+mod runners;
 mod server;
 mod store;
 mod webhooks;

@@ -1,0 +1,221 @@
+//! Claims in Redis (see [`super::claims`]): consumer groups on the dispatch streams, a
+//! lease on the record set by one script.
+
+use super::StoreError;
+use super::claims::{AckOutcome, ClaimQuery, Claimed};
+use super::keys::{SHARDS, shard_of_execution};
+use super::redis_store::{RedisStore, int};
+use redis::Value;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use uuid::Uuid;
+
+/// KEYS: record, events. ARGV: runner, now, visibility ms, "<group> <entry id>". Takes the
+/// execution unless it is final, acked, or leased to a runner whose lease still runs;
+/// a pending one becomes running. Returns {0} gone (ack the entry), {1} busy (leave it),
+/// {2, attempt} taken.
+pub(super) const CLAIM: &str = r#"
+local held = redis.call('HMGET', KEYS[1], 'status', 'lease', 'acked', 'attempts')
+local status = held[1]
+if not status or held[3] or status == 'ended' or status == 'failed' then return {0} end
+local now = tonumber(ARGV[2])
+if held[2] and tonumber(held[2]) > now then return {1} end
+local attempt = tonumber(held[4] or '0') + 1
+redis.call('HSET', KEYS[1], 'runner', ARGV[1], 'lease', now + tonumber(ARGV[3]),
+  'attempts', attempt, 'claim', ARGV[4])
+if status == 'pending' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[2])
+  redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] ..
+    ',"from":"pending","to":"running","type":"status_changed"}')
+end
+redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"attempt":' .. attempt ..
+  ',"runner":"' .. ARGV[1] .. '","type":"claimed"}')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {2, attempt}
+"#;
+
+/// KEYS: record, dispatch stream of its shard. ARGV: runner, now. {0} not found, {1} not
+/// this runner's, {2} acked (again or for the first time).
+pub(super) const ACK: &str = r#"
+local held = redis.call('HMGET', KEYS[1], 'runner', 'claim', 'acked')
+if not held[2] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+  return {1}
+end
+if held[1] ~= ARGV[1] then return {1} end
+if held[3] then return {2} end
+local space = string.find(held[2], ' ', 1, true)
+redis.call('XACK', KEYS[2], string.sub(held[2], 1, space - 1), string.sub(held[2], space + 1))
+redis.call('HSET', KEYS[1], 'acked', ARGV[2])
+redis.call('HDEL', KEYS[1], 'lease')
+return {2}
+"#;
+
+/// An entry read from a dispatch stream.
+struct Entry {
+    shard: u8,
+    entry_id: String,
+    tracking_id: Option<Uuid>,
+    workflow: Option<Uuid>,
+}
+
+fn entry(shard: u8, id: &StreamId) -> Entry {
+    let field = |name: &str| {
+        id.get::<String>(name)
+            .and_then(|v| Uuid::parse_str(&v).ok())
+    };
+    Entry {
+        shard,
+        entry_id: id.id.clone(),
+        tracking_id: field("id"),
+        workflow: field("workflow"),
+    }
+}
+
+impl RedisStore {
+    /// Creates the group on every shard's stream once per process (from the stream's
+    /// start, so executions dispatched before the first claim are delivered too).
+    async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
+        if self.groups().lock().is_ok_and(|g| g.contains(group)) {
+            return Ok(());
+        }
+        let mut connection = self.connection();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for shard in 0..SHARDS {
+            pipe.cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.keys().dispatch(shard))
+                .arg(group)
+                .arg("0")
+                .arg("MKSTREAM");
+        }
+        let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut connection).await?;
+        for reply in replies {
+            if let Err(err) = reply
+                && err.code() != Some("BUSYGROUP")
+            {
+                return Err(err.into());
+            }
+        }
+        if let Ok(mut groups) = self.groups().lock() {
+            groups.insert(group.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Every entry read is claimed (an entry left unclaimed in this runner's pending list
+    /// would wait out a whole visibility timeout), so one call may return more than
+    /// `query.max`: each shard is read for a quarter of it.
+    pub async fn claim(&self, query: &ClaimQuery, now: i64) -> Result<Vec<Claimed>, StoreError> {
+        let group = query.group();
+        let per_shard = (query.max / 4).max(1);
+        self.ensure_group(&group).await?;
+        let mut connection = self.connection();
+        // Deliveries whose lease may have run out first, then new entries.
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("XAUTOCLAIM")
+                .arg(self.keys().dispatch(shard))
+                .arg(&group)
+                .arg(&query.runner)
+                .arg(query.visibility_ms)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(per_shard);
+        }
+        for shard in 0..SHARDS {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(&query.runner)
+                .arg("COUNT")
+                .arg(per_shard)
+                .arg("STREAMS")
+                .arg(self.keys().dispatch(shard))
+                .arg(">");
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
+        let mut entries = Vec::new();
+        for (i, reply) in replies.into_iter().enumerate() {
+            let shard = (i % usize::from(SHARDS)) as u8;
+            if i < usize::from(SHARDS) {
+                let claimed: StreamAutoClaimReply = redis::from_redis_value(reply)
+                    .map_err(|e| StoreError::Corrupt(format!("XAUTOCLAIM: {e}")))?;
+                entries.extend(claimed.claimed.iter().map(|id| entry(shard, id)));
+            } else if !matches!(reply, Value::Nil) {
+                let read: StreamReadReply = redis::from_redis_value(reply)
+                    .map_err(|e| StoreError::Corrupt(format!("XREADGROUP: {e}")))?;
+                for key in &read.keys {
+                    entries.extend(key.ids.iter().map(|id| entry(shard, id)));
+                }
+            }
+        }
+        let mut claimed = Vec::new();
+        for e in entries {
+            let (Some(id), Some(workflow)) = (e.tracking_id, e.workflow) else {
+                self.xack(e.shard, &group, &e.entry_id).await?;
+                continue;
+            };
+            if !query.wants(&workflow) {
+                // Another filter's: not this group's business.
+                self.xack(e.shard, &group, &e.entry_id).await?;
+                continue;
+            }
+            let reply: Vec<Value> = self
+                .claim_script()
+                .key(self.keys().record(&id))
+                .key(self.keys().events(&id))
+                .arg(&query.runner)
+                .arg(now)
+                .arg(query.visibility_ms)
+                .arg(format!("{group} {}", e.entry_id))
+                .invoke_async(&mut connection)
+                .await?;
+            match reply.first().and_then(int) {
+                Some(0) => self.xack(e.shard, &group, &e.entry_id).await?,
+                Some(1) => {}
+                Some(2) => {
+                    let attempt = reply.get(1).and_then(int).unwrap_or(1);
+                    if let Some(execution) = self.get(id).await? {
+                        claimed.push(Claimed {
+                            execution,
+                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                        });
+                    }
+                }
+                _ => return Err(StoreError::Corrupt(format!("claim returned {reply:?}"))),
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn xack(&self, shard: u8, group: &str, entry_id: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        redis::cmd("XACK")
+            .arg(self.keys().dispatch(shard))
+            .arg(group)
+            .arg(entry_id)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ack(&self, id: Uuid, runner: &str, now: i64) -> Result<AckOutcome, StoreError> {
+        let mut connection = self.connection();
+        let reply: Vec<Value> = self
+            .ack_script()
+            .key(self.keys().record(&id))
+            .key(self.keys().dispatch(shard_of_execution(&id)))
+            .arg(runner)
+            .arg(now)
+            .invoke_async(&mut connection)
+            .await?;
+        match reply.first().and_then(int) {
+            Some(0) => Ok(AckOutcome::NotFound),
+            Some(1) => Ok(AckOutcome::NotYours),
+            Some(2) => Ok(AckOutcome::Acked),
+            _ => Err(StoreError::Corrupt(format!("ack returned {reply:?}"))),
+        }
+    }
+}
