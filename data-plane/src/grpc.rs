@@ -5,6 +5,7 @@
 
 use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query, rfc3339_ms};
 use crate::executions::{Execution, claims};
+use crate::sends::{Content, Outcome, SendRequest, Sender};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchboard_proto::v1 as pb;
@@ -14,13 +15,15 @@ use uuid::Uuid;
 
 pub struct ExecutionsService {
     platform: Platform,
+    sender: Sender,
     runner_token: Arc<[u8]>,
 }
 
 impl ExecutionsService {
-    pub fn new(platform: Platform, runner_token: &str) -> Self {
+    pub fn new(platform: Platform, sender: Sender, runner_token: &str) -> Self {
         Self {
             platform,
+            sender,
             runner_token: Arc::from(runner_token.as_bytes()),
         }
     }
@@ -256,6 +259,54 @@ impl pb::executions_server::Executions for ExecutionsService {
                 "not_claimed: the execution is not delivered to this runner",
             )),
         }
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        use pb::send_message_request::Content as Proto;
+        self.runner(request.metadata())?;
+        let r = request.get_ref();
+        let content = match &r.content {
+            Some(Proto::Text(text)) => Content::Text(text),
+            Some(Proto::TemplateJson(json)) => Content::Template(json),
+            Some(Proto::InteractiveJson(json)) => Content::Interactive(json),
+            None => {
+                return Err(Status::invalid_argument(
+                    "missing_field: one of text, template_json, interactive_json is required",
+                ));
+            }
+        };
+        let outcome = self
+            .sender
+            .send(SendRequest {
+                tracking_id: &r.tracking_id,
+                content,
+                to_phone_number: r.to_phone_number.as_deref(),
+                whatsapp_config_id: r.whatsapp_config_id,
+            })
+            .await
+            .map_err(to_status)?;
+        let response = match outcome {
+            Outcome::Sent { wamid } => pb::SendMessageResponse {
+                result: "SENT".into(),
+                wamid: Some(wamid),
+                ..Default::default()
+            },
+            Outcome::Skipped { reason } => pb::SendMessageResponse {
+                result: "SKIPPED".into(),
+                reason: Some(reason.into()),
+                ..Default::default()
+            },
+            Outcome::Failed { code, message } => pb::SendMessageResponse {
+                result: "FAILED".into(),
+                error_code: Some(code),
+                error_message: Some(message),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod executions;
 mod grpc;
 mod http;
 pub mod routing;
+pub mod sends;
 pub mod whatsapp;
 
 pub use config::Config;
@@ -127,6 +128,7 @@ pub async fn run(
         config.conversation_inactivity,
         stop_rx.clone(),
     ));
+    let sender = sends::Sender::new(slot.clone(), store.clone(), &config.graph_api_base);
     let platform = api::Platform::new(slot.clone(), store);
     if let Some(handle) = metrics.clone() {
         // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
@@ -153,6 +155,7 @@ pub async fn run(
         .build_v1()?;
     let executions = ExecutionsServer::new(grpc::ExecutionsService::new(
         platform.clone(),
+        sender,
         &config.runner_token,
     ));
     tracing::info!(grpc = %grpc_addr, "Executions service listening");

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bulk;
 pub mod db;
+pub mod graph;
 pub mod platform;
 pub mod redis;
 pub mod runner;

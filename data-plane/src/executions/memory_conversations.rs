@@ -310,6 +310,26 @@ impl MemoryStore {
             .map(|e| e.0.clone())
     }
 
+    pub fn append_event(&self, id: Uuid, event: &str) {
+        if let Some((execution, _)) = self.lock().records.get_mut(&id) {
+            execution.events.push(event.to_owned());
+        }
+    }
+
+    pub fn record_sent(&self, sent: &MessageState) {
+        let expires = now_ms().saturating_add(SEEN_WINDOW_MS);
+        let mut inner = self.lock();
+        let entry = inner
+            .whatsapp
+            .statuses
+            .entry((sent.project_id, sent.id.clone()))
+            .or_default();
+        if entry.1 == 0 {
+            entry.0 = sent.clone();
+        }
+        entry.3 = expires;
+    }
+
     pub fn inbox(&self, shard: u8) -> Vec<(Uuid, String)> {
         self.lock()
             .whatsapp

@@ -227,6 +227,31 @@ impl Store {
     }
 }
 
+/// Sends (DESIGN §9).
+impl Store {
+    /// Appends an event (JSON) to an execution's events.
+    pub async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.append_event(id, event).await,
+            Store::Memory(s) => {
+                s.append_event(id, event);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remembers a message Switchboard sent, so its statuses can be read back.
+    pub async fn record_sent(&self, sent: &conversations::MessageState) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.record_sent(sent).await,
+            Store::Memory(s) => {
+                s.record_sent(sent);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// WhatsApp state (DESIGN §5 conversations, §7).
 impl Store {
     /// Applies the updates of one webhook POST, in order; each is atomic and idempotent.

@@ -588,6 +588,48 @@ impl RedisStore {
         }))
     }
 
+    pub async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
+        let events = self.keys().events(&id);
+        let mut connection = self.connection();
+        redis::pipe()
+            .rpush(&events, event)
+            .ignore()
+            .pexpire(&events, self.retention_ms())
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// An outbound message: `accepted` until Meta's first status (rank 0, so any status
+    /// replaces it).
+    pub async fn record_sent(&self, sent: &MessageState) -> Result<(), StoreError> {
+        let key = self.keys().message_status(&sent.project_id, &sent.id);
+        let mut connection = self.connection();
+        redis::pipe()
+            .hset_multiple(
+                &key,
+                &[
+                    ("project", sent.project_id.to_string()),
+                    ("recipient", sent.recipient.clone()),
+                    ("pnid", sent.phone_number_id.clone()),
+                ],
+            )
+            .ignore()
+            // A status from Meta may already be here (it can beat the Graph API's answer).
+            .hset_nx(&key, "status", &sent.status)
+            .ignore()
+            .hset_nx(&key, "rank", 0)
+            .ignore()
+            .hset_nx(&key, "updated", sent.updated_at)
+            .ignore()
+            .pexpire(&key, SEEN_WINDOW_MS)
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
     /// Entries of the agent inbox stream of `shard` (conversation id, message JSON).
     pub async fn inbox(&self, shard: u8) -> Result<Vec<(Uuid, String)>, StoreError> {
         let mut connection = self.connection();

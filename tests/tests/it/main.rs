@@ -7,6 +7,7 @@ mod cli;
 mod dev;
 mod routing;
 mod runners;
+mod sends;
 mod server;
 mod store;
 mod webhooks;
