@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
         api_key_id: project,
         request_ip: "127.0.0.1",
         request_timestamp: "2026-11-26T01:02:03.456Z",
+        test: false,
     };
     c.bench_function("api_trigger/phone_normalize", |b| {
         b.iter(|| phone::normalize(black_box("+1 (234) 567-890")))

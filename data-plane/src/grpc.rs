@@ -261,6 +261,34 @@ impl pb::executions_server::Executions for ExecutionsService {
         }
     }
 
+    async fn start_test_execution(
+        &self,
+        request: Request<pb::StartTestExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.ip().to_canonical().to_string())
+            .unwrap_or_default();
+        let key = api_key(request.metadata()).map(str::to_owned);
+        let r = request.get_ref();
+        let started = self
+            .platform
+            .start_test(
+                key.as_deref(),
+                &r.workflow_id,
+                r.request_json.as_bytes(),
+                &peer,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::StartExecutionResponse {
+            message: "Workflow test execution initiated".into(),
+            workflow_id: started.workflow_id.to_string(),
+            tracking_id: started.tracking_id.to_string(),
+            idempotent_replayed: false,
+        }))
+    }
+
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,

@@ -24,6 +24,8 @@ pub struct Origin<'a> {
     pub request_ip: &'a str,
     /// RFC 3339, UTC, milliseconds.
     pub request_timestamp: &'a str,
+    /// A test run (`system.test`).
+    pub test: bool,
 }
 
 /// Builds the context and serialises it. The request's own keys come first and system keys
@@ -96,7 +98,7 @@ impl Serialize for Root<'_> {
                 trigger_whatsapp_config_id: call.number.map(|n| n.whatsapp_config_id),
                 observer_mode: false,
                 allow_outbound: true,
-                test: false,
+                test: origin.test,
             },
         )?;
         map.serialize_entry(

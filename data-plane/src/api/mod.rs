@@ -6,6 +6,7 @@ pub mod context;
 mod error;
 pub mod phone;
 pub mod request;
+pub mod test_runs;
 
 pub use error::{ApiError, Kind};
 
@@ -190,6 +191,7 @@ impl Platform {
             api_key_id: key.id,
             request_ip: request.request_ip,
             request_timestamp: &timestamp,
+            test: false,
         };
         let context = context::api_call(&call, &origin);
         let execution = NewExecution {

@@ -24,6 +24,10 @@ pub fn routes(state: PlatformState) -> Router {
             post(start).get(list),
         )
         .route(
+            "/platform/v1/workflows/{workflow_id}/test_executions",
+            post(start_test),
+        )
+        .route(
             "/platform/v1/workflow_executions/{id}",
             get(show).patch(update),
         )
@@ -148,6 +152,32 @@ async fn start(
         headers.insert("x-burst-ratelimit-remaining", HeaderValue::from(remaining));
     }
     Ok(response)
+}
+
+/// `POST /platform/v1/workflows/{workflow_id}/test_executions`.
+async fn start_test(
+    State(state): State<PlatformState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(workflow_id): Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let body = read_body(headers, body, BODY_LIMIT).await?;
+    let ip = request_ip(headers, peer, state.trust_forwarded_for);
+    let started = state
+        .platform
+        .start_test(api_key(headers), &workflow_id, &body, &ip)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            message: "Workflow test execution initiated",
+            workflow_id: started.workflow_id,
+            tracking_id: started.tracking_id,
+        }),
+    )
+        .into_response())
 }
 
 /// The 202 body, fields in the documented order.

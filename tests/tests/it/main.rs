@@ -10,4 +10,5 @@ mod runners;
 mod sends;
 mod server;
 mod store;
+mod test_runs;
 mod webhooks;

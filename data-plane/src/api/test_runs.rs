@@ -1,0 +1,254 @@
+//! Test runs, the "Flow Test" (DESIGN §5 `POST …/test_executions`, §8
+//! `StartTestExecution`): start a workflow as one of its triggers would, from a stored
+//! conversation or an API body, with `system.test = true`. The workflow needs a trigger of
+//! that type, active or not, and may be a draft. Event tests run in observer mode. A test
+//! execution is dispatched to runners like any other, but never becomes a conversation's
+//! intercepting execution.
+
+use super::{ApiError, Kind, Platform, context, request};
+use crate::executions::conversations::{Conversation, ConversationStatus};
+use crate::executions::{Admission, Created, NewExecution, keys};
+use crate::routing::RoutingTable;
+use crate::whatsapp::context::{Common, ConversationRef, EventMessage, whatsapp_event};
+use serde_json::{Map, Value, json};
+use switchboard_proto::EVENT_TYPES;
+use uuid::Uuid;
+
+/// A started test run.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TestStarted {
+    pub workflow_id: Uuid,
+    pub tracking_id: Uuid,
+}
+
+fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Err(ApiError::field(
+            "missing_field",
+            name,
+            format!("{name} is required"),
+        )),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::field(
+            "invalid_type",
+            name,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+impl Platform {
+    /// Starts a test run of a workflow of the key's project.
+    pub async fn start_test(
+        &self,
+        api_key: Option<&str>,
+        workflow_id: &str,
+        body: &[u8],
+        request_ip: &str,
+    ) -> Result<TestStarted, ApiError> {
+        let table = self.slot.table().ok_or_else(ApiError::not_ready)?;
+        let key = Self::authenticate(&table, api_key)?;
+        let project_id = key.project_id;
+        if body.len() > super::BODY_LIMIT {
+            return Err(ApiError::payload_too_large(super::BODY_LIMIT));
+        }
+        let workflow = Uuid::parse_str(workflow_id)
+            .ok()
+            .and_then(|id| table.workflow(&id))
+            .filter(|w| w.project_id == project_id)
+            .ok_or_else(ApiError::workflow_not_found)?;
+        let body = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::new(
+                    Kind::BadRequest,
+                    "invalid_json",
+                    "the body must be a JSON object",
+                ));
+            }
+            Err(e) => return Err(ApiError::invalid_json(&e)),
+        };
+        let trigger_type = required_str(&body, "trigger_type")?;
+        if !["api_call", "inbound_message", "whatsapp_event"].contains(&trigger_type) {
+            return Err(ApiError::field(
+                "invalid_trigger_type",
+                "trigger_type",
+                "trigger_type must be api_call, inbound_message or whatsapp_event",
+            ));
+        }
+        if !workflow.trigger_types.iter().any(|t| &**t == trigger_type) {
+            return Err(ApiError::field(
+                "no_trigger",
+                "trigger_type",
+                format!("the workflow has no {trigger_type} trigger"),
+            ));
+        }
+        let now = chrono::Utc::now();
+        let tracking_id = keys::new_tracking_id(&project_id);
+        let (trigger_type, conversation_id, observer_mode, context) = match trigger_type {
+            "api_call" => {
+                let inner = match body.get("workflow_execution") {
+                    Some(Value::Object(map)) => map.clone(),
+                    None | Some(Value::Null) => {
+                        return Err(ApiError::field(
+                            "missing_field",
+                            "workflow_execution",
+                            "workflow_execution is required",
+                        ));
+                    }
+                    Some(_) => {
+                        return Err(ApiError::field(
+                            "invalid_type",
+                            "workflow_execution",
+                            "workflow_execution must be an object",
+                        ));
+                    }
+                };
+                let call = request::parse(inner, &table, &project_id)?;
+                let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let origin = context::Origin {
+                    tracking_id,
+                    workflow_id: workflow.id,
+                    api_key_id: key.id,
+                    request_ip,
+                    request_timestamp: &timestamp,
+                    test: true,
+                };
+                ("api_call", None, false, context::api_call(&call, &origin))
+            }
+            "inbound_message" => {
+                let conversation = self.conversation_of(&body, &project_id).await?;
+                let message = required_str(&body, "message")?;
+                let common = common(&conversation, tracking_id, workflow.id);
+                let context = crate::whatsapp::context::inbound_message(&common, None, message);
+                ("inbound_message", Some(conversation.id), false, context)
+            }
+            _ => {
+                let event_type = required_str(&body, "event_type")?;
+                if !EVENT_TYPES.contains(&event_type) {
+                    return Err(ApiError::field(
+                        "invalid_event_type",
+                        "event_type",
+                        format!("event_type must be one of {}", EVENT_TYPES.join(", ")),
+                    ));
+                }
+                let conversation = self.conversation_of(&body, &project_id).await?;
+                let context =
+                    event_context(&table, &conversation, event_type, tracking_id, workflow.id);
+                ("whatsapp_event", Some(conversation.id), true, context)
+            }
+        };
+        let execution = NewExecution {
+            id: tracking_id,
+            project_id,
+            workflow_id: workflow.id,
+            trigger_type,
+            test: true,
+            observer_mode,
+            conversation_id: conversation_id.map(|id| id.to_string()),
+            context,
+            created_at: now.timestamp_millis(),
+        };
+        match self
+            .store()
+            .create(&execution, &Admission::default())
+            .await?
+        {
+            Created::New { .. } => Ok(TestStarted {
+                workflow_id: workflow.id,
+                tracking_id,
+            }),
+            other => Err(ApiError::new(
+                Kind::Internal,
+                "internal",
+                format!("unexpected creation outcome {other:?}"),
+            )),
+        }
+    }
+
+    /// `conversation_id` of the body: a conversation of the project.
+    async fn conversation_of(
+        &self,
+        body: &Map<String, Value>,
+        project_id: &Uuid,
+    ) -> Result<Conversation, ApiError> {
+        let raw = required_str(body, "conversation_id")?;
+        let not_found = || {
+            ApiError::new(
+                Kind::NotFound,
+                "conversation_not_found",
+                "conversation not found",
+            )
+        };
+        let id = Uuid::parse_str(raw).map_err(|_| not_found())?;
+        self.store()
+            .conversation(id)
+            .await?
+            .filter(|c| c.project_id == *project_id)
+            .ok_or_else(not_found)
+    }
+}
+
+fn status_name(c: &Conversation) -> &'static str {
+    match c.status {
+        ConversationStatus::Active => "active",
+        ConversationStatus::Ended => "ended",
+    }
+}
+
+fn common(c: &Conversation, tracking_id: Uuid, workflow_id: Uuid) -> Common<'_> {
+    Common {
+        tracking_id,
+        workflow_id,
+        whatsapp_config_id: c.whatsapp_config_id,
+        phone_number: &c.phone_number,
+        conversation: ConversationRef::Known {
+            id: c.id,
+            status: status_name(c),
+        },
+        test: true,
+    }
+}
+
+/// The context a live event of `event_type` in this conversation would get, from what the
+/// conversation holds: its number and its last inbound message.
+fn event_context(
+    table: &RoutingTable,
+    c: &Conversation,
+    event_type: &str,
+    tracking_id: Uuid,
+    workflow_id: Uuid,
+) -> String {
+    let last: Value = c
+        .last_message
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or(Value::Null);
+    let display = table
+        .number_by_config_id(c.whatsapp_config_id)
+        .map(|n| n.display_phone_number.to_string());
+    let mut payload = json!({
+        "test": true,
+        "conversation_id": c.id.to_string(),
+        "metadata": {
+            "phone_number_id": c.phone_number_id,
+            "display_phone_number": display,
+        },
+    });
+    let status = event_type.strip_prefix("whatsapp.message.");
+    if status.is_some() {
+        payload["message"] = last.clone();
+    }
+    let message = status.map(|status| EventMessage {
+        id: last["id"].as_str().unwrap_or_default(),
+        kind: last["type"].as_str(),
+        status,
+        text: last["text"].as_str().filter(|t| !t.is_empty()),
+    });
+    whatsapp_event(
+        &common(c, tracking_id, workflow_id),
+        event_type,
+        payload,
+        message.as_ref(),
+    )
+}
