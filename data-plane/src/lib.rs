@@ -163,7 +163,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(executions)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(no_delay(grpc), stopped(stop_rx.clone()));
 
     let router = http::router(
         slot,
@@ -190,4 +190,17 @@ pub async fn run(
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Accepted gRPC connections with Nagle's algorithm off: HTTP/2 writes a response in
+/// several small frames, and Nagle plus delayed ACKs would hold the last one ~40 ms.
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }

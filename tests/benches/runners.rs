@@ -1,0 +1,196 @@
+//! Throughput of runners claiming and acking executions, against the real Redis of this
+//! machine: the real `data-plane` binary (child process), N executions dispatched up front,
+//! then R runners (default 4), each on its own gRPC connection, claim every execution
+//! (`ClaimExecutions`) and ack it (`AckExecution`); optionally end it too
+//! (`SB_BENCH_END=1`: `UpdateExecutionStatus` to ended). Prints executions per second.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! cargo bench -p switchboard-tests --bench runners
+//! SB_BENCH_EXECUTIONS=20000 SB_BENCH_RUNNERS=4 cargo bench -p switchboard-tests --bench runners
+//! ```
+//! Keys go under a unique prefix and are deleted at the end.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use switchboard_data_plane::executions::{Admission, NewExecution, Store, keys};
+use switchboard_tests::platform::Tenant;
+use switchboard_tests::runner::Runner;
+use switchboard_tests::{Backend, ControlPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary};
+use uuid::Uuid;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(
+        &switchboard_tests::redis::redis_url(),
+        env_or("SB_BENCH_EXECUTIONS", 20_000),
+        env_or("SB_BENCH_RUNNERS", 4),
+        std::env::var("SB_BENCH_END").is_ok_and(|v| v == "1"),
+    ))
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> anyhow::Result<()> {
+    let prefix = format!("sbbench-{}", Uuid::now_v7().simple());
+    let db = TestDb::fresh(Backend::Sqlite).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut admin = cp.admin().await?;
+    let tenant = Tenant::seed(&mut admin, "bench", None).await?;
+    let state = tempfile::tempdir()?;
+    let (http, grpc) = (free_port()?, free_port()?);
+    let mut dp = tokio::process::Command::new(binary("data-plane")?)
+        .args(["--control-plane", &cp.grpc_url, "--node-id", "bench"])
+        .args(["--http-listen", &http.to_string()])
+        .args(["--grpc-listen", &grpc.to_string()])
+        .args(["--redis-url", redis_url, "--redis-key-prefix", &prefix])
+        .args(["--execution-retention", "10m"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
+        .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{http}/readyz"))
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        anyhow::ensure!(Instant::now() < deadline, "data plane not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Dispatch the executions directly through the store, 64 at a time.
+    let store = Store::open(redis_url, &prefix, Duration::from_secs(600))?;
+    let project = Uuid::parse_str(&tenant.project_id)?;
+    let workflow = Uuid::parse_str(&tenant.workflow_id)?;
+    let started = Instant::now();
+    let mut ids = HashSet::new();
+    for chunk in (0..executions).collect::<Vec<_>>().chunks(64) {
+        let mut batch = Vec::new();
+        for _ in chunk {
+            let execution = NewExecution {
+                id: keys::new_tracking_id(&project),
+                project_id: project,
+                workflow_id: workflow,
+                trigger_type: "api_call",
+                test: false,
+                observer_mode: false,
+                conversation_id: None,
+                context: r#"{"system":{"trigger_type":"api_call"}}"#.to_owned(),
+                created_at: chrono::Utc::now().timestamp_millis(),
+            };
+            ids.insert(execution.id.to_string());
+            let store = store.clone();
+            batch.push(tokio::spawn(async move {
+                store.create(&execution, &Admission::default()).await
+            }));
+        }
+        for task in batch {
+            task.await??;
+        }
+    }
+    println!(
+        "dispatched {executions} executions in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..runners {
+        let mut runner = Runner::connect(&format!("http://{grpc}"), &format!("bench-{i}")).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut claims = runner.claims(&[], 60_000).await?;
+            let mut done = Vec::new();
+            loop {
+                let message =
+                    match tokio::time::timeout(Duration::from_secs(2), claims.message()).await {
+                        Ok(message) => message?,
+                        Err(_) => break,
+                    };
+                let Some(execution) = message.and_then(|c| c.execution) else {
+                    break;
+                };
+                runner
+                    .ack(&execution.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{} acking {}: {e}", runner.name, execution.id))?;
+                if end {
+                    runner.set_status(&execution.id, "ended").await?;
+                }
+                done.push(execution.id);
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut handled = Vec::new();
+    for task in tasks {
+        handled.extend(task.await??);
+    }
+    // The last 2 s were each runner noticing the queue was empty.
+    let elapsed = started.elapsed().as_secs_f64() - 2.0;
+    let unique: HashSet<&String> = handled.iter().collect();
+    anyhow::ensure!(
+        unique.len() == handled.len(),
+        "an execution was delivered twice"
+    );
+    anyhow::ensure!(
+        unique.len() == ids.len(),
+        "{} of {} executions handled",
+        unique.len(),
+        ids.len()
+    );
+    println!(
+        "{runners} runners: {} executions claimed + acked{} in {elapsed:.2} s: {:.0} per second",
+        handled.len(),
+        if end { " + ended" } else { "" },
+        handled.len() as f64 / elapsed
+    );
+
+    let _ = dp.kill().await;
+    cp.stop().await?;
+    let mut connection = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    let mut deleted = 0usize;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            deleted += keys.len();
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut connection)
+                .await?;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    println!("deleted {deleted} bench keys");
+    Ok(())
+}
