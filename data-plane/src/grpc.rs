@@ -355,6 +355,30 @@ async fn deliver(
         if tx.is_closed() {
             return;
         }
+        // Messages for executions this runner holds first: they are someone waiting.
+        match store
+            .runner_messages(&query.runner, tx.capacity().max(1))
+            .await
+        {
+            Ok(messages) => {
+                for (id, message) in messages {
+                    let Ok(Some(execution)) = store.get(id).await else {
+                        continue;
+                    };
+                    let message = pb::ClaimedExecution {
+                        execution: Some(to_proto(execution)),
+                        attempt: 0,
+                        message_json: Some(message),
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(runner = %query.runner, error = %err, "reading runner messages failed")
+            }
+        }
         query.max = tx.capacity().max(1);
         let wait = match store.claim(&query).await {
             Ok(claimed) if !claimed.is_empty() => {
@@ -362,6 +386,7 @@ async fn deliver(
                     let message = pb::ClaimedExecution {
                         execution: Some(to_proto(c.execution)),
                         attempt: c.attempt,
+                        message_json: None,
                     };
                     if tx.send(Ok(message)).await.is_err() {
                         return;

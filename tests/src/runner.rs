@@ -98,6 +98,11 @@ impl Runner {
             let Some(execution) = claimed.execution else {
                 continue;
             };
+            if claimed.message_json.is_some() {
+                // A customer's message for an execution this runner holds; this runner
+                // ends executions at once, so there is nothing to continue.
+                continue;
+            }
             self.ack(&execution.id).await?;
             self.set_status(&execution.id, "ended").await?;
             ran.push(execution.id);

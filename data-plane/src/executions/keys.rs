@@ -20,6 +20,7 @@
 //! {prefix}:{x<shard>}:m:<wamid>                string: inbound message processed (8 days)
 //! {prefix}:{x<shard>}:s:<wamid>                hash: status of an outbound message (8 days)
 //! {prefix}:{x<shard>}:inbox                    stream: messages for the AI agents
+//! {prefix}:{x<shard>}:r:<runner>               stream: messages for executions a runner holds
 //! ```
 //!
 //! Conversation ids are made like tracking ids, so they carry the shard too. The WhatsApp
@@ -103,6 +104,10 @@ impl Keys {
 
     pub fn message_status(&self, project_id: &Uuid, message_id: &str) -> String {
         self.key(shard_of_project(project_id), format_args!("s:{message_id}"))
+    }
+
+    pub fn runner_messages(&self, shard: u8, runner: &str) -> String {
+        self.key(shard, format_args!("r:{runner}"))
     }
 
     pub fn inbox(&self, shard: u8) -> String {

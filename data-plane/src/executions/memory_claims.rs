@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Lease {
-    runner: String,
+    pub(super) runner: String,
     /// Unix ms; `None` once acked.
     until: Option<i64>,
     attempts: u32,
@@ -62,6 +62,15 @@ impl MemoryStore {
             });
         }
         claimed
+    }
+
+    pub fn runner_messages(&self, runner: &str, max: usize) -> Vec<(Uuid, String)> {
+        let mut inner = self.lock();
+        let Some(queue) = inner.runner_messages.get_mut(runner) else {
+            return Vec::new();
+        };
+        let n = queue.len().min(max.max(1));
+        queue.drain(..n).collect()
     }
 
     pub fn ack(&self, id: Uuid, runner: &str, now: i64) -> AckOutcome {

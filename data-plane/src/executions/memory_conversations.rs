@@ -133,6 +133,13 @@ impl MemoryStore {
                     execution.last_user_input = Some(m.last_user_input.clone());
                     execution.events.push(m.delivery.clone());
                     route = Route::Delivered(current);
+                    if let Some(lease) = inner.leases.get(&current) {
+                        inner
+                            .runner_messages
+                            .entry(lease.runner.clone())
+                            .or_default()
+                            .push_back((current, m.delivery.clone()));
+                    }
                 }
                 Status::Ended | Status::Failed => {}
             }

@@ -23,6 +23,8 @@ pub(super) struct Inner {
     pub(super) dispatch: HashMap<u8, VecDeque<Uuid>>,
     /// Deliveries to runners: tracking id → lease.
     pub(super) leases: HashMap<Uuid, super::memory_claims::Lease>,
+    /// Messages for executions a runner holds: runner → (execution, message JSON).
+    pub(super) runner_messages: HashMap<String, VecDeque<(Uuid, String)>>,
     /// (project, key hash) → (request hash, tracking id, expires at).
     idempotency: HashMap<(Uuid, String), (String, Uuid, i64)>,
     /// (api key, workflow, unix second) → count.

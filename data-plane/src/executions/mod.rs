@@ -218,6 +218,18 @@ impl Store {
         }
     }
 
+    /// Messages delivered to executions `runner` holds (webhook rule b), taken as read.
+    pub async fn runner_messages(
+        &self,
+        runner: &str,
+        max: usize,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        match self {
+            Store::Redis(s) => s.runner_messages(runner, max).await,
+            Store::Memory(s) => Ok(s.runner_messages(runner, max)),
+        }
+    }
+
     pub async fn ack(&self, id: Uuid, runner: &str) -> Result<claims::AckOutcome, StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
         match self {

@@ -190,6 +190,83 @@ impl RedisStore {
         Ok(claimed)
     }
 
+    /// Messages delivered to executions `runner` holds (webhook rule b), oldest first,
+    /// taken off its streams as they are read.
+    pub async fn runner_messages(
+        &self,
+        runner: &str,
+        max: usize,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        const GROUP: &str = "runner";
+        let marker = format!("r:{runner}");
+        if !self.groups().lock().is_ok_and(|g| g.contains(&marker)) {
+            let mut connection = self.connection();
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for shard in 0..SHARDS {
+                pipe.cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(self.keys().runner_messages(shard, runner))
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM");
+            }
+            let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut connection).await?;
+            for reply in replies {
+                if let Err(err) = reply
+                    && err.code() != Some("BUSYGROUP")
+                {
+                    return Err(err.into());
+                }
+            }
+            if let Ok(mut groups) = self.groups().lock() {
+                groups.insert(marker);
+            }
+        }
+        let mut connection = self.connection();
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(runner)
+                .arg("COUNT")
+                .arg(max.max(1))
+                .arg("STREAMS")
+                .arg(self.keys().runner_messages(shard, runner))
+                .arg(">");
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
+        let mut messages = Vec::new();
+        let mut done = redis::pipe();
+        for (shard, reply) in (0..SHARDS).zip(replies) {
+            if matches!(reply, Value::Nil) {
+                continue;
+            }
+            let read: StreamReadReply = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Corrupt(format!("XREADGROUP: {e}")))?;
+            let stream = self.keys().runner_messages(shard, runner);
+            for id in read.keys.iter().flat_map(|k| &k.ids) {
+                done.cmd("XACK")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&id.id)
+                    .ignore();
+                done.cmd("XDEL").arg(&stream).arg(&id.id).ignore();
+                let execution = id
+                    .get::<String>("id")
+                    .and_then(|v| Uuid::parse_str(&v).ok());
+                if let (Some(execution), Some(message)) = (execution, id.get::<String>("message")) {
+                    messages.push((execution, message));
+                }
+            }
+        }
+        if !messages.is_empty() {
+            done.query_async::<()>(&mut connection).await?;
+        }
+        Ok(messages)
+    }
+
     async fn xack(&self, shard: u8, group: &str, entry_id: &str) -> Result<(), StoreError> {
         let mut connection = self.connection();
         redis::cmd("XACK")

@@ -133,7 +133,8 @@ local route, target = 'inbox', ''
 local current = created == 0 and redis.call('HGET', conv, 'exec')
 if current then
   local record = base .. 'e:' .. current
-  local status = redis.call('HGET', record, 'status')
+  local held = redis.call('HMGET', record, 'status', 'runner')
+  local status = held[1]
   if status == 'handoff' then
     route, target = 'handoff', current
   elseif status == 'pending' or status == 'running' or status == 'waiting' then
@@ -143,6 +144,11 @@ if current then
     redis.call('RPUSH', events, ARGV[14])
     local ttl = redis.call('PTTL', record)
     if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+    if held[2] then
+      -- Claimed: the runner that holds it gets the message too.
+      redis.call('XADD', base .. 'r:' .. held[2], 'MAXLEN', '~', 10000, '*', 'id', current,
+        'message', ARGV[14])
+    end
   end
 end
 if route == 'inbox' then

@@ -31,6 +31,7 @@ both_stores!(
     an_unacked_execution_is_redelivered_once_to_another_runner,
     four_runners_share_the_work_exactly_once_by_filter,
     runner_rpcs_refuse_bad_tokens_names_and_others_deliveries,
+    a_message_for_a_held_execution_reaches_its_runner,
 );
 
 struct Stack {
@@ -314,5 +315,72 @@ async fn runner_rpcs_refuse_bad_tokens_names_and_others_deliveries(
         Some(Code::NotFound)
     );
     runner.ack(&id).await?;
+    Ok(())
+}
+
+async fn a_message_for_a_held_execution_reaches_its_runner(redis: bool) -> anyhow::Result<()> {
+    use switchboard_tests::whatsapp::{Meta, text_message};
+    let mut s = Stack::start(redis).await?;
+    let pnid = s.tenant.phone_number_id.clone();
+    let intake = s
+        .admin
+        .workflow(&s.tenant.project_id, "intake", "active")
+        .await?;
+    s.admin
+        .trigger(
+            &intake.id,
+            switchboard_tests::admin::spec("inbound_message", Some(&pnid), None),
+        )
+        .await?;
+    s.dp.wait_version(s.admin.routing_version().await?).await?;
+    let meta = Meta::new(&s.dp.http_url);
+    let first = meta
+        .post(&text_message(
+            &pnid,
+            "15550100200",
+            "wamid.H1",
+            "I need help",
+        ))
+        .await?;
+    let id = first.body["messages"][0]["execution_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut runner = s.runner("holder").await?;
+    let mut claims = runner.claims(std::slice::from_ref(&intake.id), 5000).await?;
+    let claimed = next(&mut claims, Duration::from_secs(10))
+        .await?
+        .and_then(|c| c.execution)
+        .map(|e| e.id);
+    assert_eq!(claimed.as_deref(), Some(id.as_str()));
+    runner.ack(&id).await?;
+
+    let second = meta
+        .post(&text_message(
+            &pnid,
+            "15550100200",
+            "wamid.H2",
+            "my order is late",
+        ))
+        .await?;
+    assert_eq!(second.body["messages"][0]["route"], "delivered");
+    let message = next(&mut claims, Duration::from_secs(10))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the message did not reach the runner"))?;
+    assert_eq!(message.attempt, 0);
+    let delivered: serde_json::Value =
+        serde_json::from_str(message.message_json.as_deref().unwrap_or("null"))?;
+    assert_eq!(delivered["message"]["text"], "my order is late");
+    let execution = message.execution.unwrap_or_default();
+    assert_eq!(execution.id, id);
+    let context: serde_json::Value = serde_json::from_str(&execution.execution_context_json)?;
+    assert_eq!(context["last_user_input"], "my order is late");
+    // Once.
+    assert!(
+        next(&mut claims, Duration::from_millis(500))
+            .await?
+            .is_none()
+    );
     Ok(())
 }
