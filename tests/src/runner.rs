@@ -80,12 +80,14 @@ impl Runner {
             .into_inner())
     }
 
-    /// The reference loop: take each claimed execution over (ack), run it, end it. Returns
-    /// the ids it ran once the stream ends or stays quiet for `idle`.
+    /// The reference loop: take each claimed execution over (ack), run it (send `text`,
+    /// rendered by the data plane against the execution's context, when given), end it.
+    /// Returns the ids it ran once the stream ends or stays quiet for `idle`.
     pub async fn run(
         &mut self,
         mut claims: Streaming<pb::ClaimedExecution>,
         idle: std::time::Duration,
+        text: Option<&str>,
     ) -> anyhow::Result<Vec<String>> {
         let mut ran = Vec::new();
         loop {
@@ -104,6 +106,15 @@ impl Runner {
                 continue;
             }
             self.ack(&execution.id).await?;
+            if let Some(text) = text {
+                let request = pb::SendMessageRequest {
+                    tracking_id: execution.id.clone(),
+                    content: Some(pb::send_message_request::Content::Text(text.to_owned())),
+                    to_phone_number: None,
+                    whatsapp_config_id: None,
+                };
+                self.client.send_message(authorized(request)).await?;
+            }
             self.set_status(&execution.id, "ended").await?;
             ran.push(execution.id);
         }

@@ -233,7 +233,9 @@ async fn four_runners_share_the_work_exactly_once_by_filter(redis: bool) -> anyh
         let filter_copy = filter.clone();
         tasks.push(tokio::spawn(async move {
             let claims = runner.claims(&filter_copy, 30_000).await?;
-            let ran = runner.run(claims, Duration::from_millis(1500)).await?;
+            let ran = runner
+                .run(claims, Duration::from_millis(1500), None)
+                .await?;
             anyhow::Ok((filter, ran))
         }));
     }
@@ -348,7 +350,9 @@ async fn a_message_for_a_held_execution_reaches_its_runner(redis: bool) -> anyho
         .to_owned();
 
     let mut runner = s.runner("holder").await?;
-    let mut claims = runner.claims(std::slice::from_ref(&intake.id), 5000).await?;
+    let mut claims = runner
+        .claims(std::slice::from_ref(&intake.id), 5000)
+        .await?;
     let claimed = next(&mut claims, Duration::from_secs(10))
         .await?
         .and_then(|c| c.execution)

@@ -31,6 +31,7 @@ both_stores!(
     an_observer_send_is_skipped_unless_it_names_a_destination,
     a_send_renders_the_context_and_its_statuses_fire_events,
     graph_errors_are_recorded_once_and_bad_sends_refused,
+    the_reference_runner_claims_sends_and_ends,
 );
 
 struct Stack {
@@ -319,5 +320,52 @@ async fn graph_errors_are_recorded_once_and_bad_sends_refused(redis: bool) -> an
     let refused = s.runner.client().send_message(authorized(request)).await;
     assert_eq!(refused.err().map(|e| e.code()), Some(Code::InvalidArgument));
     assert_eq!(s.graph.sent().len(), 1, "no refused send reached Meta");
+    Ok(())
+}
+
+async fn the_reference_runner_claims_sends_and_ends(redis: bool) -> anyhow::Result<()> {
+    let mut s = Stack::start(redis).await?;
+    let reply = s
+        .api
+        .start(
+            &s.tenant.workflow_id,
+            &s.tenant.key,
+            &serde_json::json!({"workflow_execution": {
+                "phone_number": "+15550100321", "variables": {"name": "Grace"}}}),
+        )
+        .await?;
+    let id = reply.body["tracking_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let claims = s.runner.claims(&[], 5000).await?;
+    let ran = s
+        .runner
+        .run(
+            claims,
+            std::time::Duration::from_millis(1500),
+            Some("Hello {{vars.name}}"),
+        )
+        .await?;
+    assert_eq!(ran, std::slice::from_ref(&id));
+    let requests = s.graph.sent();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].body["text"]["body"], "Hello Grace");
+    assert_eq!(requests[0].body["to"], "15550100321");
+    let shown = s.api.execution(&id, &s.tenant.key).await?;
+    assert_eq!(shown.body["status"], "ended");
+    let kinds: Vec<&str> = shown.body["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            "status_changed",
+            "claimed",
+            "message_sent",
+            "status_changed"
+        ]
+    );
     Ok(())
 }
