@@ -193,7 +193,7 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         tokio::time::sleep(Duration::from_secs(hold)).await;
         let _ = dp.kill().await;
         let _ = base.kill().await;
-        cleanup(redis_url, &prefix).await?;
+        switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
         return Ok(());
     }
     println!(
@@ -281,7 +281,7 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let _ = dp.kill().await;
     let _ = base.kill().await;
     cp.stop().await?;
-    let deleted = cleanup(redis_url, &prefix).await?;
+    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
     println!("deleted {deleted} bench keys");
     Ok(())
 }
@@ -313,34 +313,6 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
-}
-
-async fn cleanup(redis_url: &str, prefix: &str) -> anyhow::Result<usize> {
-    let client = redis::Client::open(redis_url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len();
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut connection)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
 }
 
 struct Target {

@@ -165,32 +165,7 @@ async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> a
 
     let _ = dp.kill().await;
     cp.stop().await?;
-    let mut connection = redis::Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut cursor = 0u64;
-    let mut deleted = 0usize;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len();
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut connection)
-                .await?;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
     println!("deleted {deleted} bench keys");
     Ok(())
 }

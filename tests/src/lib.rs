@@ -10,6 +10,7 @@ pub mod platform;
 pub mod redis;
 pub mod runner;
 pub mod servers;
+pub mod stack;
 pub mod whatsapp;
 
 pub use admin::Admin;

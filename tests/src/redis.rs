@@ -40,6 +40,36 @@ impl TestRedis {
     }
 }
 
+/// Deletes every key starting with `prefix` (SCAN + UNLINK, 1000 at a time); returns how
+/// many. For benchmarks, whose key counts are too large for `KEYS`.
+pub async fn delete_prefix(redis_url: &str, prefix: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(redis_url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            deleted += keys.len();
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut connection)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
 impl Default for TestRedis {
     fn default() -> Self {
         Self::new()

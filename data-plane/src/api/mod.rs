@@ -331,16 +331,10 @@ fn parse_status(status: Option<&str>) -> Result<Option<Status>, ApiError> {
         .transpose()
 }
 
-/// A list query from its raw parameters.
-pub fn list_query(
-    project_id: Uuid,
-    workflow_id: Uuid,
-    status: Option<&str>,
-    limit: Option<&str>,
-    after: Option<&str>,
-) -> Result<ListQuery, ApiError> {
-    let limit = match limit {
-        None => LIST_DEFAULT,
+/// The `limit` of a list: 1-100, default 20.
+pub fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(LIST_DEFAULT),
         Some(raw) => raw
             .parse::<usize>()
             .ok()
@@ -351,8 +345,19 @@ pub fn list_query(
                     "limit",
                     format!("limit must be 1-{LIST_MAX}"),
                 )
-            })?,
-    };
+            }),
+    }
+}
+
+/// A list query from its raw parameters.
+pub fn list_query(
+    project_id: Uuid,
+    workflow_id: Uuid,
+    status: Option<&str>,
+    limit: Option<&str>,
+    after: Option<&str>,
+) -> Result<ListQuery, ApiError> {
+    let limit = page_size(limit)?;
     let after = after
         .filter(|a| !a.is_empty())
         .map(|a| {

@@ -6,7 +6,7 @@
 //! intercepting execution.
 
 use super::{ApiError, Kind, Platform, context, request};
-use crate::executions::conversations::{Conversation, ConversationStatus};
+use crate::executions::conversations::Conversation;
 use crate::executions::{Admission, Created, NewExecution, keys};
 use crate::routing::RoutingTable;
 use crate::whatsapp::context::{Common, ConversationRef, EventMessage, whatsapp_event};
@@ -189,13 +189,6 @@ impl Platform {
     }
 }
 
-fn status_name(c: &Conversation) -> &'static str {
-    match c.status {
-        ConversationStatus::Active => "active",
-        ConversationStatus::Ended => "ended",
-    }
-}
-
 fn common(c: &Conversation, tracking_id: Uuid, workflow_id: Uuid) -> Common<'_> {
     Common {
         tracking_id,
@@ -204,7 +197,7 @@ fn common(c: &Conversation, tracking_id: Uuid, workflow_id: Uuid) -> Common<'_> 
         phone_number: &c.phone_number,
         conversation: ConversationRef::Known {
             id: c.id,
-            status: status_name(c),
+            status: c.status.as_str(),
         },
         test: true,
     }

@@ -73,19 +73,25 @@ fn entry(shard: u8, id: &StreamId) -> Entry {
 }
 
 impl RedisStore {
-    /// Creates the group on every shard's stream once per process (from the stream's
-    /// start, so executions dispatched before the first claim are delivered too).
-    async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
-        if self.groups().lock().is_ok_and(|g| g.contains(group)) {
+    /// Creates consumer group `group` on each of `streams` (one per shard) once per process
+    /// (`marker` remembers it), from the stream's start, so entries added before the first
+    /// read are delivered too.
+    async fn ensure_group(
+        &self,
+        marker: &str,
+        streams: impl Iterator<Item = String>,
+        group: &str,
+    ) -> Result<(), StoreError> {
+        if self.groups().lock().is_ok_and(|g| g.contains(marker)) {
             return Ok(());
         }
         let mut connection = self.connection();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for shard in 0..SHARDS {
+        for stream in streams {
             pipe.cmd("XGROUP")
                 .arg("CREATE")
-                .arg(self.keys().dispatch(shard))
+                .arg(stream)
                 .arg(group)
                 .arg("0")
                 .arg("MKSTREAM");
@@ -99,18 +105,16 @@ impl RedisStore {
             }
         }
         if let Ok(mut groups) = self.groups().lock() {
-            groups.insert(group.to_owned());
+            groups.insert(marker.to_owned());
         }
         Ok(())
     }
 
-    /// Every entry read is claimed (an entry left unclaimed in this runner's pending list
-    /// would wait out a whole visibility timeout), so one call may return more than
-    /// `query.max`: each shard is read for a quarter of it.
     pub async fn claim(&self, query: &ClaimQuery, now: i64) -> Result<Vec<Claimed>, StoreError> {
         let group = query.group();
         let per_shard = (query.max / 4).max(1);
-        self.ensure_group(&group).await?;
+        let streams = (0..SHARDS).map(|shard| self.keys().dispatch(shard));
+        self.ensure_group(&group, streams, &group).await?;
         let mut connection = self.connection();
         // Deliveries whose lease may have run out first, then new entries.
         let mut pipe = redis::pipe();
@@ -198,31 +202,9 @@ impl RedisStore {
         max: usize,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
         const GROUP: &str = "runner";
-        let marker = format!("r:{runner}");
-        if !self.groups().lock().is_ok_and(|g| g.contains(&marker)) {
-            let mut connection = self.connection();
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for shard in 0..SHARDS {
-                pipe.cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(self.keys().runner_messages(shard, runner))
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM");
-            }
-            let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut connection).await?;
-            for reply in replies {
-                if let Err(err) = reply
-                    && err.code() != Some("BUSYGROUP")
-                {
-                    return Err(err.into());
-                }
-            }
-            if let Ok(mut groups) = self.groups().lock() {
-                groups.insert(marker);
-            }
-        }
+        let streams = (0..SHARDS).map(|shard| self.keys().runner_messages(shard, runner));
+        self.ensure_group(&format!("r:{runner}"), streams, GROUP)
+            .await?;
         let mut connection = self.connection();
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {

@@ -13,7 +13,7 @@ pub mod payload;
 pub mod signature;
 pub mod sweeper;
 
-use crate::api::{ApiError, Kind, LIST_DEFAULT, LIST_MAX, Platform, phone};
+use crate::api::{ApiError, Kind, Platform, page_size, phone};
 use crate::executions::conversations::{
     Conversation, ConversationPage, ConversationQuery, ConversationStatus, EndConversation,
     EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState, Placeholder, Route,
@@ -144,10 +144,6 @@ impl WhatsApp {
             verify_token: verify_token.filter(|s| !s.is_empty()).map(Into::into),
             counters: Arc::new(Counters::new()),
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// The GET handshake: the challenge when mode and token match, else `None` (403).
@@ -380,20 +376,7 @@ impl WhatsApp {
                 })
             })
             .transpose()?;
-        let limit = match params.limit {
-            None => LIST_DEFAULT,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=LIST_MAX).contains(n))
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "invalid_limit",
-                        "limit",
-                        format!("limit must be 1-{LIST_MAX}"),
-                    )
-                })?,
-        };
+        let limit = page_size(params.limit)?;
         let after = params
             .after
             .filter(|a| !a.is_empty())

@@ -6,27 +6,11 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 use switchboard_proto::v1 as pb;
-use switchboard_tests::platform::{Platform, Tenant};
 use switchboard_tests::runner::{Runner, authorized};
-use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, TestRedis};
+use switchboard_tests::stack::Stack;
 use tonic::Code;
 
-macro_rules! both_stores {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() -> anyhow::Result<()> {
-                super::$name(true).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() -> anyhow::Result<()> {
-                super::$name(false).await
-            }
-        }
-    )+};
-}
-
-both_stores!(
+switchboard_tests::both_stores!(
     a_claimed_execution_runs_once_and_is_acked,
     an_unacked_execution_is_redelivered_once_to_another_runner,
     four_runners_share_the_work_exactly_once_by_filter,
@@ -34,82 +18,25 @@ both_stores!(
     a_message_for_a_held_execution_reaches_its_runner,
 );
 
-struct Stack {
-    _db: TestDb,
-    _state: tempfile::TempDir,
-    _redis: Option<TestRedis>,
-    _cp: ControlPlane,
-    dp: DataPlane,
-    admin: Admin,
-    tenant: Tenant,
-    api: Platform,
+/// Starts an execution of `workflow_id` through the API trigger; its tracking id.
+async fn start_execution(s: &Stack, workflow_id: &str) -> anyhow::Result<String> {
+    let reply = s
+        .api
+        .start(
+            workflow_id,
+            &s.tenant.key,
+            &json!({"workflow_execution": {"phone_number": "+15550100100"}}),
+        )
+        .await?;
+    anyhow::ensure!(reply.status == 202, "start: {:?}", reply.body);
+    Ok(reply.body["tracking_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
-impl Stack {
-    async fn start(redis: bool) -> anyhow::Result<Self> {
-        let db = TestDb::fresh(Backend::Sqlite).await?;
-        let cp = ControlPlane::start(&db.url).await?;
-        let mut admin = cp.admin().await?;
-        let tenant = Tenant::seed(&mut admin, "acme", None).await?;
-        let redis = redis.then(TestRedis::new);
-        let state = tempfile::tempdir()?;
-        let (url, prefix) = match &redis {
-            Some(r) => (r.url.clone(), r.prefix.clone()),
-            None => ("memory".to_owned(), "unused".to_owned()),
-        };
-        let dp =
-            DataPlane::start_with_store(&cp.grpc_url, "dp-1", state.path(), &url, &prefix).await?;
-        dp.wait_version(admin.routing_version().await?).await?;
-        let api = Platform::new(&dp.http_url);
-        Ok(Self {
-            _db: db,
-            _state: state,
-            _redis: redis,
-            _cp: cp,
-            dp,
-            admin,
-            tenant,
-            api,
-        })
-    }
-
-    /// A second active workflow with an API trigger.
-    async fn workflow(&mut self, name: &str) -> anyhow::Result<String> {
-        let workflow = self
-            .admin
-            .workflow(&self.tenant.project_id, name, "active")
-            .await?;
-        self.admin
-            .trigger(
-                &workflow.id,
-                switchboard_tests::admin::spec("api_call", None, None),
-            )
-            .await?;
-        self.dp
-            .wait_version(self.admin.routing_version().await?)
-            .await?;
-        Ok(workflow.id)
-    }
-
-    async fn start_execution(&self, workflow_id: &str) -> anyhow::Result<String> {
-        let reply = self
-            .api
-            .start(
-                workflow_id,
-                &self.tenant.key,
-                &json!({"workflow_execution": {"phone_number": "+15550100100"}}),
-            )
-            .await?;
-        anyhow::ensure!(reply.status == 202, "start: {:?}", reply.body);
-        Ok(reply.body["tracking_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
-    }
-
-    async fn runner(&self, name: &str) -> anyhow::Result<Runner> {
-        Runner::connect(&self.dp.grpc_url, name).await
-    }
+async fn connect(s: &Stack, name: &str) -> anyhow::Result<Runner> {
+    Runner::connect(&s.dp.grpc_url, name).await
 }
 
 /// The next claimed execution, or `None` if none comes within `wait`.
@@ -125,8 +52,8 @@ async fn next(
 
 async fn a_claimed_execution_runs_once_and_is_acked(redis: bool) -> anyhow::Result<()> {
     let s = Stack::start(redis).await?;
-    let id = s.start_execution(&s.tenant.workflow_id).await?;
-    let mut runner = s.runner("runner-a").await?;
+    let id = start_execution(&s, &s.tenant.workflow_id).await?;
+    let mut runner = connect(&s, "runner-a").await?;
     let mut claims = runner.claims(&[], 1000).await?;
     let claimed = next(&mut claims, Duration::from_secs(10))
         .await?
@@ -145,7 +72,7 @@ async fn a_claimed_execution_runs_once_and_is_acked(redis: bool) -> anyhow::Resu
     runner.ack(&id).await?; // acking again is harmless
 
     // Acked: past the visibility timeout nobody gets it again.
-    let mut other = s.runner("runner-b").await?;
+    let mut other = connect(&s, "runner-b").await?;
     let mut other_claims = other.claims(&[], 1000).await?;
     assert!(
         next(&mut other_claims, Duration::from_millis(2500))
@@ -174,10 +101,10 @@ async fn an_unacked_execution_is_redelivered_once_to_another_runner(
     redis: bool,
 ) -> anyhow::Result<()> {
     let s = Stack::start(redis).await?;
-    let id = s.start_execution(&s.tenant.workflow_id).await?;
+    let id = start_execution(&s, &s.tenant.workflow_id).await?;
     {
         // A runner that takes the execution and dies before acking it.
-        let mut doomed = s.runner("doomed").await?;
+        let mut doomed = connect(&s, "doomed").await?;
         let mut claims = doomed.claims(&[], 1000).await?;
         let claimed = next(&mut claims, Duration::from_secs(10)).await?;
         assert_eq!(
@@ -185,7 +112,7 @@ async fn an_unacked_execution_is_redelivered_once_to_another_runner(
             Some(id.clone())
         );
     }
-    let mut heir = s.runner("heir").await?;
+    let mut heir = connect(&s, "heir").await?;
     let mut claims = heir.claims(&[], 1000).await?;
     let claimed = next(&mut claims, Duration::from_secs(10))
         .await?
@@ -210,15 +137,15 @@ async fn an_unacked_execution_is_redelivered_once_to_another_runner(
 
 async fn four_runners_share_the_work_exactly_once_by_filter(redis: bool) -> anyhow::Result<()> {
     let mut s = Stack::start(redis).await?;
-    let second = s.workflow("second").await?;
+    let (second, _) = s.workflow("second", "api_call", None, None).await?;
     let first = s.tenant.workflow_id.clone();
     let mut expected_first = HashSet::new();
     let mut expected_second = HashSet::new();
     for i in 0..40 {
         if i % 2 == 0 {
-            expected_first.insert(s.start_execution(&first).await?);
+            expected_first.insert(start_execution(&s, &first).await?);
         } else {
-            expected_second.insert(s.start_execution(&second).await?);
+            expected_second.insert(start_execution(&s, &second).await?);
         }
     }
     // Two runners serve only the first workflow, two serve everything.
@@ -229,7 +156,7 @@ async fn four_runners_share_the_work_exactly_once_by_filter(redis: bool) -> anyh
         ("any-1", vec![]),
         ("any-2", vec![]),
     ] {
-        let mut runner = s.runner(name).await?;
+        let mut runner = connect(&s, name).await?;
         let filter_copy = filter.clone();
         tasks.push(tokio::spawn(async move {
             let claims = runner.claims(&filter_copy, 30_000).await?;
@@ -269,8 +196,8 @@ async fn runner_rpcs_refuse_bad_tokens_names_and_others_deliveries(
     redis: bool,
 ) -> anyhow::Result<()> {
     let s = Stack::start(redis).await?;
-    let id = s.start_execution(&s.tenant.workflow_id).await?;
-    let mut runner = s.runner("runner-a").await?;
+    let id = start_execution(&s, &s.tenant.workflow_id).await?;
+    let mut runner = connect(&s, "runner-a").await?;
 
     let request = pb::ClaimExecutionsRequest {
         runner: "x".into(),
@@ -302,7 +229,7 @@ async fn runner_rpcs_refuse_bad_tokens_names_and_others_deliveries(
     assert_eq!(err, Some(Code::FailedPrecondition));
     let mut claims = runner.claims(&[], 5000).await?;
     assert!(next(&mut claims, Duration::from_secs(10)).await?.is_some());
-    let mut other = s.runner("runner-b").await?;
+    let mut other = connect(&s, "runner-b").await?;
     assert_eq!(
         other.ack(&id).await.err().map(|e| e.code()),
         Some(Code::FailedPrecondition)
@@ -321,21 +248,13 @@ async fn runner_rpcs_refuse_bad_tokens_names_and_others_deliveries(
 }
 
 async fn a_message_for_a_held_execution_reaches_its_runner(redis: bool) -> anyhow::Result<()> {
-    use switchboard_tests::whatsapp::{Meta, text_message};
+    use switchboard_tests::whatsapp::text_message;
     let mut s = Stack::start(redis).await?;
     let pnid = s.tenant.phone_number_id.clone();
-    let intake = s
-        .admin
-        .workflow(&s.tenant.project_id, "intake", "active")
+    let (intake, _) = s
+        .workflow("intake", "inbound_message", Some(&pnid), None)
         .await?;
-    s.admin
-        .trigger(
-            &intake.id,
-            switchboard_tests::admin::spec("inbound_message", Some(&pnid), None),
-        )
-        .await?;
-    s.dp.wait_version(s.admin.routing_version().await?).await?;
-    let meta = Meta::new(&s.dp.http_url);
+    let meta = &s.meta;
     let first = meta
         .post(&text_message(
             &pnid,
@@ -349,10 +268,8 @@ async fn a_message_for_a_held_execution_reaches_its_runner(redis: bool) -> anyho
         .unwrap_or_default()
         .to_owned();
 
-    let mut runner = s.runner("holder").await?;
-    let mut claims = runner
-        .claims(std::slice::from_ref(&intake.id), 5000)
-        .await?;
+    let mut runner = connect(&s, "holder").await?;
+    let mut claims = runner.claims(std::slice::from_ref(&intake), 5000).await?;
     let claimed = next(&mut claims, Duration::from_secs(10))
         .await?
         .and_then(|c| c.execution)

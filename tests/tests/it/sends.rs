@@ -6,100 +6,56 @@ use serde_json::Value;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::send_message_request::Content;
 use switchboard_tests::graph::FakeGraph;
-use switchboard_tests::platform::{Platform, Tenant};
 use switchboard_tests::runner::{Runner, authorized};
-use switchboard_tests::whatsapp::{Meta, fixture, status};
-use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, TestRedis};
+use switchboard_tests::stack::Stack;
+use switchboard_tests::whatsapp::{fixture, status};
 use tonic::Code;
 
-macro_rules! both_stores {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() -> anyhow::Result<()> {
-                super::$name(true).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() -> anyhow::Result<()> {
-                super::$name(false).await
-            }
-        }
-    )+};
-}
-
-both_stores!(
+switchboard_tests::both_stores!(
     an_observer_send_is_skipped_unless_it_names_a_destination,
     a_send_renders_the_context_and_its_statuses_fire_events,
     graph_errors_are_recorded_once_and_bad_sends_refused,
     the_reference_runner_claims_sends_and_ends,
 );
 
-struct Stack {
-    _db: TestDb,
-    _state: tempfile::TempDir,
-    _redis: Option<TestRedis>,
-    _cp: ControlPlane,
-    dp: DataPlane,
-    admin: Admin,
-    tenant: Tenant,
-    api: Platform,
-    meta: Meta,
+/// The usual stack with its data plane sending to a fake Graph API, and a runner.
+struct Sending {
+    stack: Stack,
     graph: FakeGraph,
     runner: Runner,
 }
 
-impl Stack {
+impl std::ops::Deref for Sending {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+impl std::ops::DerefMut for Sending {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+}
+
+impl Sending {
     async fn start(redis: bool) -> anyhow::Result<Self> {
-        let db = TestDb::fresh(Backend::Sqlite).await?;
-        let cp = ControlPlane::start(&db.url).await?;
-        let mut admin = cp.admin().await?;
-        let tenant = Tenant::seed(&mut admin, "acme", None).await?;
-        let redis = redis.then(TestRedis::new);
-        let state = tempfile::tempdir()?;
         let graph = FakeGraph::start().await?;
-        let (url, prefix) = match &redis {
-            Some(r) => (r.url.clone(), r.prefix.clone()),
-            None => ("memory".to_owned(), "unused".to_owned()),
-        };
         let graph_url = graph.url.clone();
-        let dp = DataPlane::start_with(&cp.grpc_url, "dp-1", state.path(), &url, &prefix, |c| {
-            c.graph_api_base = graph_url;
-        })
-        .await?;
-        dp.wait_version(admin.routing_version().await?).await?;
-        let api = Platform::new(&dp.http_url);
-        let meta = Meta::new(&dp.http_url);
-        let runner = Runner::connect(&dp.grpc_url, "sender").await?;
+        let stack = Stack::start_with(redis, |c| c.graph_api_base = graph_url).await?;
+        let runner = Runner::connect(&stack.dp.grpc_url, "sender").await?;
         Ok(Self {
-            _db: db,
-            _state: state,
-            _redis: redis,
-            _cp: cp,
-            dp,
-            admin,
-            tenant,
-            api,
-            meta,
+            stack,
             graph,
             runner,
         })
     }
 
     async fn event_workflow(&mut self, event: &str) -> anyhow::Result<String> {
-        let workflow = self
-            .admin
-            .workflow(&self.tenant.project_id, event, "active")
+        let (workflow, _) = self
+            .workflow(event, "whatsapp_event", None, Some(event))
             .await?;
-        self.admin
-            .trigger(
-                &workflow.id,
-                switchboard_tests::admin::spec("whatsapp_event", None, Some(event)),
-            )
-            .await?;
-        self.dp
-            .wait_version(self.admin.routing_version().await?)
-            .await?;
-        Ok(workflow.id)
+        Ok(workflow)
     }
 
     async fn send(
@@ -138,7 +94,7 @@ impl Stack {
 async fn an_observer_send_is_skipped_unless_it_names_a_destination(
     redis: bool,
 ) -> anyhow::Result<()> {
-    let mut s = Stack::start(redis).await?;
+    let mut s = Sending::start(redis).await?;
     let observer = s.event_workflow("whatsapp.message.received").await?;
     let pnid = s.tenant.phone_number_id.clone();
     let reply = s.meta.post(&fixture("message_text.json", &pnid)?).await?;
@@ -186,7 +142,7 @@ async fn an_observer_send_is_skipped_unless_it_names_a_destination(
 async fn a_send_renders_the_context_and_its_statuses_fire_events(
     redis: bool,
 ) -> anyhow::Result<()> {
-    let mut s = Stack::start(redis).await?;
+    let mut s = Sending::start(redis).await?;
     let delivered = s.event_workflow("whatsapp.message.delivered").await?;
     let reply = s
         .api
@@ -258,7 +214,7 @@ async fn a_send_renders_the_context_and_its_statuses_fire_events(
 }
 
 async fn graph_errors_are_recorded_once_and_bad_sends_refused(redis: bool) -> anyhow::Result<()> {
-    let mut s = Stack::start(redis).await?;
+    let mut s = Sending::start(redis).await?;
     let reply = s
         .api
         .start(
@@ -324,7 +280,7 @@ async fn graph_errors_are_recorded_once_and_bad_sends_refused(redis: bool) -> an
 }
 
 async fn the_reference_runner_claims_sends_and_ends(redis: bool) -> anyhow::Result<()> {
-    let mut s = Stack::start(redis).await?;
+    let mut s = Sending::start(redis).await?;
     let reply = s
         .api
         .start(

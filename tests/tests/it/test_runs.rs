@@ -4,56 +4,46 @@
 
 use serde_json::{Value, json};
 use switchboard_proto::v1 as pb;
-use switchboard_tests::platform::{Platform, Reply, Tenant};
-use switchboard_tests::whatsapp::{Meta, fixture};
-use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, TestRedis};
+use switchboard_tests::platform::{Reply, Tenant};
+use switchboard_tests::stack::Stack;
+use switchboard_tests::whatsapp::fixture;
 
-macro_rules! both_stores {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() -> anyhow::Result<()> {
-                super::$name(true).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() -> anyhow::Result<()> {
-                super::$name(false).await
-            }
-        }
-    )+};
-}
-
-both_stores!(
+switchboard_tests::both_stores!(
     each_trigger_type_is_tested_on_a_draft_with_its_documented_context,
     test_runs_refuse_what_they_cannot_run,
 );
 
-struct Stack {
-    _db: TestDb,
-    _state: tempfile::TempDir,
-    _redis: Option<TestRedis>,
-    _cp: ControlPlane,
-    dp: DataPlane,
-    admin: Admin,
-    tenant: Tenant,
-    api: Platform,
+/// The usual stack, a draft workflow with one trigger of each type, and a conversation.
+struct Testing {
+    stack: Stack,
     /// A draft workflow with one trigger of each type.
     draft: String,
     /// A conversation of the tenant's number with +16505551234.
     conversation: String,
 }
 
-impl Stack {
+impl std::ops::Deref for Testing {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+impl std::ops::DerefMut for Testing {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+}
+
+impl Testing {
     async fn start(redis: bool) -> anyhow::Result<Self> {
-        let db = TestDb::fresh(Backend::Sqlite).await?;
-        let cp = ControlPlane::start(&db.url).await?;
-        let mut admin = cp.admin().await?;
-        let tenant = Tenant::seed(&mut admin, "acme", None).await?;
-        let draft = admin
-            .workflow(&tenant.project_id, "draft", "draft")
+        let mut stack = Stack::start(redis).await?;
+        let draft = stack
+            .admin
+            .workflow(&stack.tenant.project_id, "draft", "draft")
             .await?
             .id;
-        let pnid = tenant.phone_number_id.clone();
+        let pnid = stack.tenant.phone_number_id.clone();
         for spec in [
             switchboard_tests::admin::spec("api_call", None, None),
             switchboard_tests::admin::spec("inbound_message", Some(&pnid), None),
@@ -63,35 +53,16 @@ impl Stack {
                 Some("whatsapp.message.received"),
             ),
         ] {
-            admin.trigger(&draft, spec).await?;
+            stack.admin.trigger(&draft, spec).await?;
         }
-        let redis = redis.then(TestRedis::new);
-        let state = tempfile::tempdir()?;
-        let (url, prefix) = match &redis {
-            Some(r) => (r.url.clone(), r.prefix.clone()),
-            None => ("memory".to_owned(), "unused".to_owned()),
-        };
-        let dp =
-            DataPlane::start_with_store(&cp.grpc_url, "dp-1", state.path(), &url, &prefix).await?;
-        dp.wait_version(admin.routing_version().await?).await?;
-        let api = Platform::new(&dp.http_url);
-        let answer = Meta::new(&dp.http_url)
-            .post(&fixture("message_text.json", &pnid)?)
-            .await?;
-        anyhow::ensure!(answer.status == 200, "{:?}", answer.body);
-        let conversation = answer.body["messages"][0]["conversation_id"]
+        stack.sync().await?;
+        let answer = stack.post(&fixture("message_text.json", &pnid)?).await?;
+        let conversation = answer["messages"][0]["conversation_id"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         Ok(Self {
-            _db: db,
-            _state: state,
-            _redis: redis,
-            _cp: cp,
-            dp,
-            admin,
-            tenant,
-            api,
+            stack,
             draft,
             conversation,
         })
@@ -126,7 +97,7 @@ impl Stack {
 async fn each_trigger_type_is_tested_on_a_draft_with_its_documented_context(
     redis: bool,
 ) -> anyhow::Result<()> {
-    let s = Stack::start(redis).await?;
+    let s = Testing::start(redis).await?;
     let conversation = s.conversation.clone();
 
     let e = s
@@ -194,7 +165,8 @@ async fn each_trigger_type_is_tested_on_a_draft_with_its_documented_context(
 
     // A test run never intercepts the conversation: the next live message still goes to
     // the agents (the draft's message trigger does not route).
-    let answer = Meta::new(&s.dp.http_url)
+    let answer = s
+        .meta
         .post(&switchboard_tests::whatsapp::text_message(
             &s.tenant.phone_number_id,
             "16505551234",
@@ -228,7 +200,7 @@ async fn each_trigger_type_is_tested_on_a_draft_with_its_documented_context(
 }
 
 async fn test_runs_refuse_what_they_cannot_run(redis: bool) -> anyhow::Result<()> {
-    let mut s = Stack::start(redis).await?;
+    let mut s = Testing::start(redis).await?;
     let conversation = s.conversation.clone();
     // The seeded workflow has only an API trigger.
     let api_only = s.tenant.workflow_id.clone();
@@ -289,7 +261,7 @@ async fn test_runs_refuse_what_they_cannot_run(redis: bool) -> anyhow::Result<()
 
     // Another project: its key sees neither the workflow nor the conversation.
     let other = Tenant::seed(&mut s.admin, "globex", None).await?;
-    s.dp.wait_version(s.admin.routing_version().await?).await?;
+    s.sync().await?;
     let body =
         json!({"trigger_type": "api_call", "workflow_execution": {"phone_number": "+15550100"}});
     let reply = s.test(&s.draft, &other.key, &body).await?;

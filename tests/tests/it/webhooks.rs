@@ -5,27 +5,13 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use switchboard_tests::platform::{Platform, Tenant};
+use switchboard_tests::stack::Stack;
 use switchboard_tests::whatsapp::{FIXTURES, Meta, fixture, status, text_message};
 use switchboard_tests::{
-    Admin, Backend, ControlPlane, DataPlane, META_VERIFY_TOKEN, RedisProxy, TestDb, TestRedis,
+    Backend, ControlPlane, DataPlane, META_VERIFY_TOKEN, RedisProxy, TestDb, TestRedis,
 };
 
-macro_rules! both_stores {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() -> anyhow::Result<()> {
-                super::$name(true).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() -> anyhow::Result<()> {
-                super::$name(false).await
-            }
-        }
-    )+};
-}
-
-both_stores!(
+switchboard_tests::both_stores!(
     each_message_type_starts_the_message_trigger_with_its_input,
     routing_goes_inbox_trigger_delivery_handoff_in_order,
     every_event_type_starts_its_observer_workflow,
@@ -34,146 +20,6 @@ both_stores!(
     conversations_end_by_inactivity_and_by_patch_firing_ended_once,
     conversations_are_listed_filtered_paged_and_scoped,
 );
-
-struct Stack {
-    _db: TestDb,
-    _state: tempfile::TempDir,
-    redis: Option<TestRedis>,
-    cp: ControlPlane,
-    dp: DataPlane,
-    admin: Admin,
-    tenant: Tenant,
-    api: Platform,
-    meta: Meta,
-}
-
-impl Stack {
-    async fn start(redis: bool) -> anyhow::Result<Self> {
-        Self::start_with(redis, Duration::from_secs(24 * 3600)).await
-    }
-
-    async fn start_with(redis: bool, inactivity: Duration) -> anyhow::Result<Self> {
-        let db = TestDb::fresh(Backend::Sqlite).await?;
-        let cp = ControlPlane::start(&db.url).await?;
-        let mut admin = cp.admin().await?;
-        let tenant = Tenant::seed(&mut admin, "acme", None).await?;
-        let redis = redis.then(TestRedis::new);
-        let state = tempfile::tempdir()?;
-        let (url, prefix) = match &redis {
-            Some(r) => (r.url.clone(), r.prefix.clone()),
-            None => ("memory".to_owned(), "unused".to_owned()),
-        };
-        let dp = DataPlane::start_with(&cp.grpc_url, "dp-1", state.path(), &url, &prefix, |c| {
-            c.conversation_inactivity = inactivity;
-        })
-        .await?;
-        dp.wait_version(admin.routing_version().await?).await?;
-        let api = Platform::new(&dp.http_url);
-        let meta = Meta::new(&dp.http_url);
-        Ok(Self {
-            _db: db,
-            _state: state,
-            redis,
-            cp,
-            dp,
-            admin,
-            tenant,
-            api,
-            meta,
-        })
-    }
-
-    async fn sync(&mut self) -> anyhow::Result<()> {
-        let version = self.admin.routing_version().await?;
-        self.dp.wait_version(version).await
-    }
-
-    /// A new active workflow with one trigger; returns (workflow id, trigger id).
-    async fn workflow(
-        &mut self,
-        name: &str,
-        kind: &str,
-        number: Option<&str>,
-        event: Option<&str>,
-    ) -> anyhow::Result<(String, String)> {
-        let workflow = self
-            .admin
-            .workflow(&self.tenant.project_id, name, "active")
-            .await?;
-        let trigger = self
-            .admin
-            .trigger(
-                &workflow.id,
-                switchboard_tests::admin::spec(kind, number, event),
-            )
-            .await?;
-        Ok((workflow.id, trigger.id))
-    }
-
-    async fn post(&self, body: &str) -> anyhow::Result<Value> {
-        let reply = self.meta.post(body).await?;
-        anyhow::ensure!(
-            reply.status == 200,
-            "webhook answered {}: {:?}",
-            reply.status,
-            reply.body
-        );
-        Ok(reply.body)
-    }
-
-    async fn execution(&self, id: &str) -> anyhow::Result<Value> {
-        let reply = self.api.execution(id, &self.tenant.key).await?;
-        anyhow::ensure!(reply.status == 200, "execution {id}: {:?}", reply.body);
-        Ok(reply.body)
-    }
-
-    /// Every execution of a workflow, newest first.
-    async fn executions(&self, workflow_id: &str) -> anyhow::Result<Vec<Value>> {
-        let reply = self
-            .api
-            .list(workflow_id, &self.tenant.key, "limit=100")
-            .await?;
-        anyhow::ensure!(reply.status == 200, "list: {:?}", reply.body);
-        Ok(reply.body["data"].as_array().cloned().unwrap_or_default())
-    }
-
-    async fn conversation(&self, id: &str) -> anyhow::Result<Value> {
-        let reply = self
-            .api
-            .get(
-                &format!("/platform/v1/whatsapp/conversations/{id}"),
-                &self.tenant.key,
-            )
-            .await?;
-        anyhow::ensure!(reply.status == 200, "conversation {id}: {:?}", reply.body);
-        Ok(reply.body)
-    }
-
-    async fn conversations(&self, query: &str) -> anyhow::Result<Value> {
-        let reply = self
-            .api
-            .get(
-                &format!("/platform/v1/whatsapp/conversations?{query}"),
-                &self.tenant.key,
-            )
-            .await?;
-        anyhow::ensure!(reply.status == 200, "conversations: {:?}", reply.body);
-        Ok(reply.body)
-    }
-
-    async fn end(&self, execution_id: &str) -> anyhow::Result<()> {
-        let reply = self
-            .api
-            .set_status(execution_id, &self.tenant.key, "ended")
-            .await?;
-        anyhow::ensure!(reply.status == 200, "end: {:?}", reply.body);
-        Ok(())
-    }
-
-    fn pnid(&self) -> &str {
-        &self.tenant.phone_number_id
-    }
-}
 
 /// The one message route of a webhook answer.
 fn route(answer: &Value) -> (String, String, Option<String>) {
@@ -573,7 +419,10 @@ async fn bad_signatures_and_bodies_are_refused_and_record_nothing(
 async fn conversations_end_by_inactivity_and_by_patch_firing_ended_once(
     redis: bool,
 ) -> anyhow::Result<()> {
-    let mut s = Stack::start_with(redis, Duration::from_millis(800)).await?;
+    let mut s = Stack::start_with(redis, |c| {
+        c.conversation_inactivity = Duration::from_millis(800);
+    })
+    .await?;
     let pnid = s.pnid().to_owned();
     let (ended, _) = s
         .workflow(
