@@ -22,6 +22,8 @@ struct Inner {
     sent: Vec<Sent>,
     /// `Some((code, message))`: answer 400 with this error.
     fail: Option<(i64, String)>,
+    /// Answer only after this long (to outlast the data plane's timeout).
+    delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,13 @@ impl FakeGraph {
             .unwrap_or_default()
     }
 
+    /// From now on answer only after `delay`.
+    pub fn delay(&self, delay: Option<std::time::Duration>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.delay = delay;
+        }
+    }
+
     /// From now on answer with Meta's error `code` (or succeed again with `None`).
     pub fn fail_with(&self, error: Option<(i64, &str)>) {
         if let Ok(mut inner) = self.inner.lock() {
@@ -72,18 +81,27 @@ async fn messages(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> impl IntoResponse {
-    let Ok(mut inner) = inner.lock() else {
+    let delay = match inner.lock() {
+        Ok(mut inner) => {
+            inner.sent.push(Sent {
+                phone_number_id,
+                authorization: headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                body: body.clone(),
+            });
+            inner.delay
+        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, Json(Value::Null)),
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let Ok(inner) = inner.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(Value::Null));
     };
-    inner.sent.push(Sent {
-        phone_number_id,
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        body: body.clone(),
-    });
     if let Some((code, message)) = &inner.fail {
         return (
             StatusCode::BAD_REQUEST,

@@ -276,6 +276,20 @@ async fn graph_errors_are_recorded_once_and_bad_sends_refused(redis: bool) -> an
     let refused = s.runner.client().send_message(authorized(request)).await;
     assert_eq!(refused.err().map(|e| e.code()), Some(Code::InvalidArgument));
     assert_eq!(s.graph.sent().len(), 1, "no refused send reached Meta");
+
+    // Meta does not answer within the data plane's 10 s: FAILED, recorded, not retried.
+    s.graph.fail_with(None);
+    s.graph.delay(Some(std::time::Duration::from_secs(15)));
+    let timed_out = s.send(&id, "are you there?", None).await?;
+    assert_eq!(timed_out.result, "FAILED");
+    assert_eq!(timed_out.error_code, Some(0));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(s.graph.sent().len(), 2, "one more attempt, no retry");
+    let events = s.events(&id).await?;
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some("message_failed".into())
+    );
     Ok(())
 }
 
