@@ -128,6 +128,23 @@ pub async fn run(
         config.conversation_inactivity,
         stop_rx.clone(),
     ));
+    // Stream entries outlive nothing they point to: trimmed to the retention every minute.
+    {
+        let (store, mut stopped) = (store.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+                let now = chrono::Utc::now().timestamp_millis();
+                if let Err(err) = store.trim_streams(now).await {
+                    tracing::warn!(error = %err, "trimming streams failed");
+                }
+            }
+        });
+    }
     let sender = sends::Sender::new(slot.clone(), store.clone(), &config.graph_api_base);
     let platform = api::Platform::new(slot.clone(), store);
     if let Some(handle) = metrics.clone() {

@@ -73,6 +73,21 @@ impl MemoryStore {
         queue.drain(..n).collect()
     }
 
+    /// Dispatch entries whose executions expired (the memory store's XTRIM).
+    pub fn trim_streams(&self, now: i64) -> u64 {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let records = &inner.records;
+        let mut trimmed = 0;
+        for queue in inner.dispatch.values_mut() {
+            let before = queue.len();
+            queue.retain(|id| records.get(id).is_some_and(|(_, expires)| *expires > now));
+            trimmed += (before - queue.len()) as u64;
+        }
+        inner.leases.retain(|id, _| records.contains_key(id));
+        trimmed
+    }
+
     pub fn ack(&self, id: Uuid, runner: &str, now: i64) -> AckOutcome {
         let mut inner = self.lock();
         if inner

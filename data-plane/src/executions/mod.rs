@@ -239,6 +239,19 @@ impl Store {
     }
 }
 
+/// Housekeeping.
+impl Store {
+    /// Drops dispatch and agent-inbox stream entries older than the retention: their
+    /// executions are gone with it. Stream ids are creation times, so this is `XTRIM
+    /// MINID`. Returns how many entries went.
+    pub async fn trim_streams(&self, now: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Redis(s) => s.trim_streams(now).await,
+            Store::Memory(s) => Ok(s.trim_streams(now)),
+        }
+    }
+}
+
 /// Sends (DESIGN §9).
 impl Store {
     /// Appends an event (JSON) to an execution's events.

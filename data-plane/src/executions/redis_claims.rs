@@ -249,6 +249,19 @@ impl RedisStore {
         Ok(messages)
     }
 
+    pub async fn trim_streams(&self, now: i64) -> Result<u64, StoreError> {
+        let min_id = format!("{}-0", now.saturating_sub(self.retention_ms()).max(0));
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            for stream in [self.keys().dispatch(shard), self.keys().inbox(shard)] {
+                pipe.cmd("XTRIM").arg(stream).arg("MINID").arg(&min_id);
+            }
+        }
+        let mut connection = self.connection();
+        let trimmed: Vec<u64> = pipe.query_async(&mut connection).await?;
+        Ok(trimmed.into_iter().sum())
+    }
+
     async fn xack(&self, shard: u8, group: &str, entry_id: &str) -> Result<(), StoreError> {
         let mut connection = self.connection();
         redis::cmd("XACK")

@@ -344,5 +344,12 @@ async fn records_expire_after_the_retention(kind: Kind<'_>) -> anyhow::Result<()
         store.set_status(e.id, Status::Running, now_ms()).await?,
         Transition::NotFound
     );
+    // Its dispatch entry goes with it at the next trim; a young one stays.
+    let young = execution(project, workflow, now_ms());
+    store.create(&young, &Admission::default()).await?;
+    let shard = keys::shard_of_project(&project);
+    assert_eq!(store.dispatched(shard).await?, [e.id, young.id]);
+    assert_eq!(store.trim_streams(now_ms()).await?, 1);
+    assert_eq!(store.dispatched(shard).await?, [young.id]);
     Ok(())
 }
