@@ -4,15 +4,16 @@
 use super::StoreError;
 use super::claims::{AckOutcome, ClaimQuery, Claimed};
 use super::keys::{SHARDS, shard_of_execution};
-use super::redis_store::{RedisStore, int};
+use super::redis_store::{RedisStore, int, parse_record};
 use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// KEYS: record, events. ARGV: runner, now, visibility ms, "<group> <entry id>". Takes the
 /// execution unless it is final, acked, or leased to a runner whose lease still runs;
 /// a pending one becomes running. Returns {0} gone (ack the entry), {1} busy (leave it),
-/// {2, attempt} taken.
+/// {2, attempt, record fields, events} taken.
 pub(super) const CLAIM: &str = r#"
 local held = redis.call('HMGET', KEYS[1], 'status', 'lease', 'acked', 'attempts')
 local status = held[1]
@@ -31,7 +32,7 @@ redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"attempt":' .. attempt ..
   ',"runner":"' .. ARGV[1] .. '","type":"claimed"}')
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {2, attempt}
+return {2, attempt, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 "#;
 
 /// KEYS: record, dispatch stream of its shard. ARGV: runner, now. {0} not found, {1} not
@@ -181,12 +182,18 @@ impl RedisStore {
                 Some(1) => {}
                 Some(2) => {
                     let attempt = reply.get(1).and_then(int).unwrap_or(1);
-                    if let Some(execution) = self.get(id).await? {
-                        claimed.push(Claimed {
-                            execution,
-                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                        });
-                    }
+                    let corrupt =
+                        || StoreError::Corrupt(format!("claim of {id} returned {reply:?}"));
+                    let fields: HashMap<String, String> =
+                        redis::from_redis_value(reply.get(2).cloned().ok_or_else(corrupt)?)
+                            .map_err(|_| corrupt())?;
+                    let events: Vec<String> =
+                        redis::from_redis_value(reply.get(3).cloned().ok_or_else(corrupt)?)
+                            .map_err(|_| corrupt())?;
+                    claimed.push(Claimed {
+                        execution: parse_record(id, fields, events)?,
+                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    });
                 }
                 _ => return Err(StoreError::Corrupt(format!("claim returned {reply:?}"))),
             }

@@ -445,7 +445,7 @@ pub(super) fn meta_json(e: &NewExecution) -> Result<String, StoreError> {
     .map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
-fn parse_record(
+pub(super) fn parse_record(
     id: Uuid,
     mut fields: HashMap<String, String>,
     events: Vec<String>,
