@@ -3,8 +3,9 @@
 //!
 //! Layout: `routing` holds the table, its slot, its file and the sync stream; `executions`
 //! is the execution store (Redis or memory) with the WhatsApp state; `api` the platform
-//! operations, served over HTTP by `http` and over gRPC by `grpc`; `whatsapp` Meta's
-//! webhook and conversations; [`run`] wires them.
+//! operations (API trigger, executions, test runs), served over HTTP by `http` and over
+//! gRPC by `grpc`; `whatsapp` Meta's webhook and conversations; `sends` the send steps of
+//! runners through the Graph API; [`run`] wires them.
 #![forbid(unsafe_code)]
 
 pub mod api;
