@@ -87,8 +87,22 @@ async fn wait_http(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the
+/// bench fails.
 async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow::Result<()> {
     let prefix = format!("sbbench-{}", uuid::Uuid::now_v7().simple());
+    let result = measure(redis_url, &prefix, connections, duration).await;
+    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
+    println!("deleted {deleted} bench keys");
+    result
+}
+
+async fn measure(
+    redis_url: &str,
+    prefix: &str,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let db = TestDb::fresh(Backend::Sqlite).await?;
     let cp = ControlPlane::start(&db.url).await?;
     let mut admin = cp.admin().await?;
@@ -116,7 +130,7 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         .args(["--control-plane", &cp.grpc_url, "--node-id", "bench"])
         .args(["--http-listen", &dp_addr.to_string()])
         .args(["--grpc-listen", &free_port()?.to_string()])
-        .args(["--redis-url", redis_url, "--redis-key-prefix", &prefix])
+        .args(["--redis-url", redis_url, "--redis-key-prefix", prefix])
         .args(["--execution-retention", "10m"])
         .arg("--state-dir")
         .arg(state.path())
@@ -193,7 +207,6 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
         tokio::time::sleep(Duration::from_secs(hold)).await;
         let _ = dp.kill().await;
         let _ = base.kill().await;
-        switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
         return Ok(());
     }
     println!(
@@ -281,8 +294,6 @@ async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow:
     let _ = dp.kill().await;
     let _ = base.kill().await;
     cp.stop().await?;
-    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
-    println!("deleted {deleted} bench keys");
     Ok(())
 }
 

@@ -45,8 +45,23 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the
+/// bench fails.
 async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> anyhow::Result<()> {
     let prefix = format!("sbbench-{}", Uuid::now_v7().simple());
+    let result = measure(redis_url, &prefix, executions, runners, end).await;
+    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
+    println!("deleted {deleted} bench keys");
+    result
+}
+
+async fn measure(
+    redis_url: &str,
+    prefix: &str,
+    executions: usize,
+    runners: usize,
+    end: bool,
+) -> anyhow::Result<()> {
     let db = TestDb::fresh(Backend::Sqlite).await?;
     let cp = ControlPlane::start(&db.url).await?;
     let mut admin = cp.admin().await?;
@@ -57,7 +72,7 @@ async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> a
         .args(["--control-plane", &cp.grpc_url, "--node-id", "bench"])
         .args(["--http-listen", &http.to_string()])
         .args(["--grpc-listen", &grpc.to_string()])
-        .args(["--redis-url", redis_url, "--redis-key-prefix", &prefix])
+        .args(["--redis-url", redis_url, "--redis-key-prefix", prefix])
         .args(["--execution-retention", "10m"])
         .arg("--state-dir")
         .arg(state.path())
@@ -77,7 +92,7 @@ async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> a
     }
 
     // Dispatch the executions directly through the store, 64 at a time.
-    let store = Store::open(redis_url, &prefix, Duration::from_secs(600))?;
+    let store = Store::open(redis_url, prefix, Duration::from_secs(600))?;
     let project = Uuid::parse_str(&tenant.project_id)?;
     let workflow = Uuid::parse_str(&tenant.workflow_id)?;
     let started = Instant::now();
@@ -165,7 +180,5 @@ async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> a
 
     let _ = dp.kill().await;
     cp.stop().await?;
-    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
-    println!("deleted {deleted} bench keys");
     Ok(())
 }
