@@ -25,7 +25,7 @@ use switchboard_migrations::{Migrator, MigratorTrait};
 use switchboard_proto::v1::trigger_admin_server::TriggerAdminServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,12 @@ pub async fn run(
         .add_service(reflection)
         .add_service(admin)
         .add_service(distribution)
-        .serve_with_incoming_shutdown(no_delay(grpc), stopped(stop_rx));
+        // Nagle off on accepted connections: HTTP/2 writes an answer in several small
+        // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            stopped(stop_rx),
+        );
 
     let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
     grpc_result?;
@@ -163,17 +168,4 @@ pub async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutdown requested");
-}
-
-/// Accepted gRPC connections with Nagle's algorithm off: HTTP/2 writes a response in
-/// several small frames, and Nagle plus delayed ACKs would hold the last one ~40 ms.
-fn no_delay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }

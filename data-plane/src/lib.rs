@@ -26,7 +26,7 @@ use std::sync::Arc;
 use switchboard_proto::v1::executions_server::ExecutionsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Version reported to the control plane in the routing hello.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -181,7 +181,12 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(executions)
-        .serve_with_incoming_shutdown(no_delay(grpc), stopped(stop_rx.clone()));
+        // Nagle off on accepted connections: HTTP/2 writes an answer in several small
+        // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            stopped(stop_rx.clone()),
+        );
 
     let router = http::router(
         slot,
@@ -208,17 +213,4 @@ pub async fn run(
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Accepted gRPC connections with Nagle's algorithm off: HTTP/2 writes a response in
-/// several small frames, and Nagle plus delayed ACKs would hold the last one ~40 ms.
-fn no_delay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }
