@@ -184,16 +184,15 @@ impl Platform {
         let call = request::parse(body, &table, &key.project_id)?;
         let now = chrono::Utc::now();
         let tracking_id = keys::new_tracking_id(&key.project_id);
-        let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let origin = context::Origin {
-            tracking_id,
+        let context = api_context(
+            &call,
+            key,
             workflow_id,
-            api_key_id: key.id,
-            request_ip: request.request_ip,
-            request_timestamp: &timestamp,
-            test: false,
-        };
-        let context = context::api_call(&call, &origin);
+            tracking_id,
+            request.request_ip,
+            now,
+            false,
+        );
         let execution = NewExecution {
             id: tracking_id,
             project_id: key.project_id,
@@ -329,6 +328,28 @@ fn parse_status(status: Option<&str>) -> Result<Option<Status>, ApiError> {
             })
         })
         .transpose()
+}
+
+/// The `api_call` context of an execution started (or test-run) with `key` at `now`.
+pub(crate) fn api_context(
+    call: &request::ApiCall<'_>,
+    key: &ApiKey,
+    workflow_id: Uuid,
+    tracking_id: Uuid,
+    request_ip: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    test: bool,
+) -> String {
+    let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let origin = context::Origin {
+        tracking_id,
+        workflow_id,
+        api_key_id: key.id,
+        request_ip,
+        request_timestamp: &timestamp,
+        test,
+    };
+    context::api_call(call, &origin)
 }
 
 /// The `limit` of a list: 1-100, default 20.

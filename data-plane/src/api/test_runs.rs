@@ -5,7 +5,7 @@
 //! execution is dispatched to runners like any other, but never becomes a conversation's
 //! intercepting execution.
 
-use super::{ApiError, Kind, Platform, context, request};
+use super::{ApiError, Kind, Platform, request};
 use crate::executions::conversations::Conversation;
 use crate::executions::{Admission, Created, NewExecution, keys};
 use crate::routing::RoutingTable;
@@ -87,34 +87,11 @@ impl Platform {
         let tracking_id = keys::new_tracking_id(&project_id);
         let (trigger_type, conversation_id, observer_mode, context) = match trigger_type {
             "api_call" => {
-                let inner = match body.get("workflow_execution") {
-                    Some(Value::Object(map)) => map.clone(),
-                    None | Some(Value::Null) => {
-                        return Err(ApiError::field(
-                            "missing_field",
-                            "workflow_execution",
-                            "workflow_execution is required",
-                        ));
-                    }
-                    Some(_) => {
-                        return Err(ApiError::field(
-                            "invalid_type",
-                            "workflow_execution",
-                            "workflow_execution must be an object",
-                        ));
-                    }
-                };
+                let inner = request::unwrap_body(Value::Object(body.clone()))?;
                 let call = request::parse(inner, &table, &project_id)?;
-                let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let origin = context::Origin {
-                    tracking_id,
-                    workflow_id: workflow.id,
-                    api_key_id: key.id,
-                    request_ip,
-                    request_timestamp: &timestamp,
-                    test: true,
-                };
-                ("api_call", None, false, context::api_call(&call, &origin))
+                let context =
+                    super::api_context(&call, key, workflow.id, tracking_id, request_ip, now, true);
+                ("api_call", None, false, context)
             }
             "inbound_message" => {
                 let conversation = self.conversation_of(&body, &project_id).await?;

@@ -316,10 +316,6 @@ impl WhatsApp {
         Ok(ended)
     }
 
-    fn project(&self, platform: &Platform, api_key: Option<&str>) -> Result<Uuid, ApiError> {
-        platform.project_of(api_key)
-    }
-
     /// `GET /platform/v1/whatsapp/conversations/{id}`.
     pub async fn conversation(
         &self,
@@ -327,7 +323,7 @@ impl WhatsApp {
         api_key: Option<&str>,
         id: &str,
     ) -> Result<Conversation, ApiError> {
-        let project_id = self.project(platform, api_key)?;
+        let project_id = platform.project_of(api_key)?;
         let id = Uuid::parse_str(id).map_err(|_| conversation_not_found())?;
         self.store
             .conversation(id)
@@ -343,7 +339,7 @@ impl WhatsApp {
         api_key: Option<&str>,
         params: &ListParams<'_>,
     ) -> Result<ConversationPage, ApiError> {
-        let project_id = self.project(platform, api_key)?;
+        let project_id = platform.project_of(api_key)?;
         let table = self.slot.table().ok_or_else(ApiError::not_ready)?;
         if let Some(pnid) = params.phone_number_id
             && table
@@ -467,7 +463,7 @@ impl WhatsApp {
         api_key: Option<&str>,
         id: &str,
     ) -> Result<MessageState, ApiError> {
-        let project_id = self.project(platform, api_key)?;
+        let project_id = platform.project_of(api_key)?;
         let not_found = || ApiError::new(Kind::NotFound, "message_not_found", "message not found");
         self.store
             .message_state(&project_id, id)
