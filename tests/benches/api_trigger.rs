@@ -33,7 +33,8 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use switchboard_tests::bench::{env_or, free_port, wait_http};
 use switchboard_tests::platform::Tenant;
 use switchboard_tests::{
     Backend, ControlPlane, META_APP_SECRET, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary,
@@ -42,13 +43,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BASELINE_ROLE: &str = "SB_BENCH_BASELINE_LISTEN";
 const BODY: &str = r#"{"workflow_execution": {"phone_number": "+1 (234) 567-890", "variables": {"name": "Ada", "order": 42}, "context": {"source": "bench"}}}"#;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> anyhow::Result<()> {
     let redis_url = switchboard_tests::redis::redis_url();
@@ -64,27 +58,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(run(&redis_url, connections, Duration::from_secs(seconds)))
-}
-
-/// A free local port (bound, read, released) for a child process to listen on.
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-async fn wait_http(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://{addr}{path}")).await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{addr}{path} not ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the

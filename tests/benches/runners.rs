@@ -12,21 +12,14 @@
 //! Keys go under a unique prefix and are deleted at the end.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use switchboard_data_plane::executions::{Admission, NewExecution, Store, keys};
+use switchboard_tests::bench::{env_or, free_port, wait_http};
 use switchboard_tests::platform::Tenant;
 use switchboard_tests::runner::Runner;
 use switchboard_tests::{Backend, ControlPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary};
 use uuid::Uuid;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -39,10 +32,6 @@ fn main() -> anyhow::Result<()> {
         env_or("SB_BENCH_RUNNERS", 4),
         std::env::var("SB_BENCH_END").is_ok_and(|v| v == "1"),
     ))
-}
-
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the
@@ -82,14 +71,7 @@ async fn measure(
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://{http}/readyz"))
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        anyhow::ensure!(Instant::now() < deadline, "data plane not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_http(http, "/readyz").await?;
 
     // Dispatch the executions directly through the store, 64 at a time.
     let store = Store::open(redis_url, prefix, Duration::from_secs(600))?;
