@@ -519,7 +519,8 @@ impl RedisStore {
         Ok(page)
     }
 
-    /// Active conversations of `shard` idle since before `cutoff`, oldest first.
+    /// Active conversations idle since before `cutoff` (at most `limit` per shard), oldest
+    /// first within a shard.
     pub async fn idle_conversations(
         &self,
         cutoff: i64,
