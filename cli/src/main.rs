@@ -10,6 +10,11 @@ mod output;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// `switchboard dev` runs a control plane and a data plane in this process: the same
+/// allocator as their own binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let dev = matches!(cli.command, args::Command::Dev(_));

@@ -11,7 +11,13 @@ use switchboard_control_plane::catalog::Catalog;
 use switchboard_control_plane::routing::compiler;
 use switchboard_proto::v1 as pb;
 use switchboard_tests::admin::spec;
-use switchboard_tests::{Backend, ControlPlane, DataPlane, NODE_TOKEN, TestDb, binary, bulk};
+use switchboard_tests::{
+    Backend, ControlPlane, DataPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary, bulk,
+};
+
+/// The control plane runs in this process: the allocator of the `control-plane` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -60,9 +66,11 @@ fn spawn_data_plane(
     let child = tokio::process::Command::new(binary("data-plane")?)
         .args(["--control-plane", control_plane, "--node-id", node_id])
         .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .args(["--grpc-listen", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(state_dir)
         .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
+        .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()?;
@@ -74,6 +82,24 @@ async fn readyz_version(client: &reqwest::Client, url: &str) -> Option<i64> {
     body["routing_version"].as_i64()
 }
 
+/// Polls `/readyz` every `every_ms` until the node serves `version`; fails if the process
+/// exits first.
+async fn wait_version(
+    client: &reqwest::Client,
+    child: &mut tokio::process::Child,
+    url: &str,
+    version: i64,
+    every_ms: u64,
+) -> anyhow::Result<()> {
+    while readyz_version(client, url).await < Some(version) {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("data plane exited ({status}) before serving version {version}");
+        }
+        tokio::time::sleep(Duration::from_millis(every_ms)).await;
+    }
+    Ok(())
+}
+
 async fn table_size(n: u64) -> anyhow::Result<()> {
     let db = TestDb::fresh(Backend::Postgres).await?;
     let cp = ControlPlane::start(&db.url).await?;
@@ -82,31 +108,15 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let w = admin.workflow(&p.id, "bench", "active").await?;
     let initial = admin.routing_version().await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
     let state = tempfile::tempdir()?;
-    let mut child = tokio::process::Command::new(binary("data-plane")?)
-        .args(["--control-plane", &cp.grpc_url, "--node-id", "bench-dp"])
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut child, readyz) = spawn_data_plane(&cp.grpc_url, "bench-dp", state.path())?;
     let pid = child.id().unwrap_or_default();
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
     let http = reqwest::Client::new();
-    while readyz_version(&http, &readyz).await < Some(initial) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_version(&http, &mut child, &readyz, initial, 20).await?;
 
     let version = bulk::message_triggers(&db.url, &p.id, &w.id, 700_000_000_000_000, n).await?;
     let changed = Instant::now();
-    while readyz_version(&http, &readyz).await < Some(version) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_version(&http, &mut child, &readyz, version, 2).await?;
     let applied = changed.elapsed();
     loop {
         let nodes = admin
@@ -128,15 +138,13 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let table = compiler::compile(&catalog).await?;
     let compile = started.elapsed();
-    assert!(table.entries.len() as u64 >= 2 * n);
+    assert!(table.len() as u64 >= 2 * n);
 
     // A second node joining now gets the compiled table as a snapshot: push + apply only.
     let joined = Instant::now();
     let (mut second, second_readyz) =
         spawn_data_plane(&cp.grpc_url, "bench-dp-2", &state.path().join("second"))?;
-    while readyz_version(&http, &second_readyz).await < Some(version) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_version(&http, &mut second, &second_readyz, version, 2).await?;
     let join = joined.elapsed();
 
     println!(

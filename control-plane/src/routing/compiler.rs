@@ -2,6 +2,7 @@
 //! API keys, numbers, workflows (status and API trigger), and the active message and event
 //! triggers of active workflows.
 
+use super::table::{Builder, CompiledTable};
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
 use sea_orm::{
@@ -11,13 +12,6 @@ use sea_orm::{
 use std::collections::HashMap;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
-
-/// A routing table at one version, keyed by entry key.
-#[derive(Debug, Default, PartialEq)]
-pub struct CompiledTable {
-    pub version: i64,
-    pub entries: HashMap<String, pb::RoutingEntry>,
-}
 
 pub fn api_key_key(id: &str) -> String {
     format!("k:{id}")
@@ -32,14 +26,11 @@ pub fn trigger_key(id: &str) -> String {
     format!("t:{id}")
 }
 
-fn entry(key: String, entry: Entry) -> (String, pb::RoutingEntry) {
-    (
-        key.clone(),
-        pb::RoutingEntry {
-            key,
-            entry: Some(entry),
-        },
-    )
+fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
+    pb::RoutingEntry {
+        key,
+        entry: Some(entry),
+    }
 }
 
 /// Reads the catalog in one consistent read-only transaction and compiles it.
@@ -95,7 +86,14 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
         .all(&txn)
         .await?;
     txn.commit().await?;
-    Ok(build(version, keys, numbers, workflows, triggers))
+    // Building is CPU work proportional to the catalog: keep it off the async workers.
+    tokio::task::spawn_blocking(move || build(version, keys, numbers, workflows, triggers))
+        .await
+        .map_err(|e| {
+            catalog::Error::Database(sea_orm::DbErr::Custom(format!(
+                "routing table build failed: {e}"
+            )))
+        })
 }
 
 /// `(id, project_id, phone_number_id, display_phone_number, is_default, access_token)`.
@@ -119,10 +117,13 @@ pub fn build(
     workflows: Vec<workflow::Model>,
     triggers: Vec<TriggerRow>,
 ) -> CompiledTable {
-    let mut entries =
-        HashMap::with_capacity(keys.len() + numbers.len() + workflows.len() + triggers.len());
-    entries.extend(keys.into_iter().map(|k| {
-        entry(
+    // Rough encoded sizes (ids are 36-character UUIDs), so the buffer grows rarely.
+    let mut table = Builder::with_capacity(
+        keys.len() + numbers.len() + workflows.len() + triggers.len(),
+        keys.len() * 200 + numbers.len() * 120 + workflows.len() * 160 + triggers.len() * 160,
+    );
+    for k in keys {
+        table.push(&entry(
             api_key_key(&k.id),
             Entry::ApiKey(pb::ApiKeyRoute {
                 burst_limit: k.burst_limit.and_then(|b| u32::try_from(b).ok()),
@@ -131,23 +132,22 @@ pub fn build(
                 project_id: k.project_id,
                 secret_sha256: k.secret_sha256,
             }),
-        )
-    }));
-    entries.extend(numbers.into_iter().map(
-        |(id, project_id, phone_number_id, display_phone_number, is_default, access_token)| {
-            entry(
-                number_key(id),
-                Entry::Number(pb::NumberRoute {
-                    whatsapp_config_id: id,
-                    project_id,
-                    phone_number_id,
-                    display_phone_number,
-                    is_default,
-                    access_token,
-                }),
-            )
-        },
-    ));
+        ));
+    }
+    for (id, project_id, phone_number_id, display_phone_number, is_default, access_token) in numbers
+    {
+        table.push(&entry(
+            number_key(id),
+            Entry::Number(pb::NumberRoute {
+                whatsapp_config_id: id,
+                project_id,
+                phone_number_id,
+                display_phone_number,
+                is_default,
+                access_token,
+            }),
+        ));
+    }
     let mut routes: HashMap<String, pb::WorkflowRoute> = workflows
         .into_iter()
         .map(|w| {
@@ -180,7 +180,7 @@ pub fn build(
         if !active || route.status != "active" {
             continue;
         }
-        let (key, e) = entry(
+        table.push(&entry(
             trigger_key(&id),
             Entry::Trigger(pb::TriggerRoute {
                 id,
@@ -190,36 +190,13 @@ pub fn build(
                 whatsapp_config_id,
                 event_type,
             }),
-        );
-        entries.insert(key, e);
+        ));
     }
-    entries.extend(routes.into_values().map(|mut w| {
+    for mut w in routes.into_values() {
         w.trigger_types.sort();
-        entry(workflow_key(&w.id.clone()), Entry::Workflow(w))
-    }));
-    CompiledTable { version, entries }
-}
-
-/// The changes from `old` to `new`.
-pub fn diff(old: &CompiledTable, new: &CompiledTable) -> pb::Delta {
-    let upserts: Vec<pb::RoutingEntry> = new
-        .entries
-        .iter()
-        .filter(|(key, e)| old.entries.get(*key) != Some(*e))
-        .map(|(_, e)| e.clone())
-        .collect();
-    let removals: Vec<String> = old
-        .entries
-        .keys()
-        .filter(|key| !new.entries.contains_key(*key))
-        .cloned()
-        .collect();
-    pb::Delta {
-        from_version: old.version,
-        to_version: new.version,
-        upserts,
-        removals,
+        table.push(&entry(workflow_key(&w.id.clone()), Entry::Workflow(w)));
     }
+    table.finish(version)
 }
 
 #[cfg(test)]
@@ -264,10 +241,10 @@ mod tests {
                 trig("t4", "a", "api_call", false),
             ],
         );
-        assert!(table.entries.contains_key("t:t1"));
-        assert!(!table.entries.contains_key("t:t2"));
-        assert!(!table.entries.contains_key("t:t3"));
-        let Some(Entry::Workflow(w)) = table.entries["w:a"].entry.clone() else {
+        assert!(table.get("t:t1").is_some());
+        assert!(table.get("t:t2").is_none());
+        assert!(table.get("t:t3").is_none());
+        let Some(Entry::Workflow(w)) = table.get("w:a").and_then(|e| e.entry) else {
             panic!("workflow entry missing");
         };
         assert_eq!(w.api_trigger_id.as_deref(), Some("t4"));
@@ -291,7 +268,7 @@ mod tests {
             vec![wf("a", "draft")],
             vec![trig("t1", "a", "inbound_message", true)],
         );
-        let delta = diff(&old, &new);
+        let delta = CompiledTable::diff(&old, &new, usize::MAX).unwrap_or_default();
         assert_eq!((delta.from_version, delta.to_version), (1, 2));
         assert_eq!(
             delta

@@ -5,7 +5,8 @@
 //! database sees — shows a newer version written elsewhere. Sessions watch the published
 //! value; a `watch` channel keeps only the newest, so bursts collapse.
 
-use super::compiler::{self, CompiledTable};
+use super::compiler;
+use super::table::CompiledTable;
 use crate::catalog::Catalog;
 use prost::Message;
 use std::collections::{HashMap, VecDeque};
@@ -32,9 +33,9 @@ pub struct Published {
 }
 
 impl Published {
-    fn new(table: CompiledTable, deltas: VecDeque<Arc<pb::Delta>>) -> Self {
+    fn new(table: Arc<CompiledTable>, deltas: VecDeque<Arc<pb::Delta>>) -> Self {
         Self {
-            table: Arc::new(table),
+            table,
             deltas,
             chunks: OnceLock::new(),
         }
@@ -96,16 +97,7 @@ impl Published {
 }
 
 fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
-    // Each chunk is an encoded `RoutingEntries`: field 1 repeated, written entry by entry.
-    let mut chunks: Vec<prost::bytes::Bytes> = Vec::new();
-    let mut current = prost::bytes::BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
-    for entry in table.entries.values() {
-        if current.len() + entry.encoded_len() + 8 > CHUNK_BYTES && !current.is_empty() {
-            chunks.push(current.split().freeze());
-        }
-        prost::encoding::message::encode(1, entry, &mut current);
-    }
-    chunks.push(current.freeze());
+    let chunks = table.chunks(CHUNK_BYTES);
     let count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     chunks
         .into_iter()
@@ -128,7 +120,7 @@ pub async fn start(
 ) -> crate::catalog::Result<watch::Receiver<Arc<Published>>> {
     let table = compiler::compile(&catalog).await?;
     metrics::gauge!("switchboard_routing_compiled_version").set(table.version as f64);
-    let (tx, rx) = watch::channel(Arc::new(Published::new(table, VecDeque::new())));
+    let (tx, rx) = watch::channel(Arc::new(Published::new(Arc::new(table), VecDeque::new())));
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -153,15 +145,25 @@ pub async fn start(
                     continue;
                 }
             };
-            let delta = compiler::diff(&current.table, &table);
+            let table = Arc::new(table);
+            let (old, new) = (current.table.clone(), table.clone());
+            let delta = tokio::task::spawn_blocking(move || {
+                CompiledTable::diff(&old, &new, MAX_DELTA_BYTES)
+            })
+            .await
+            .unwrap_or_default();
             let mut deltas = current.deltas.clone();
-            deltas.push_back(Arc::new(delta));
+            match delta {
+                Some(delta) => deltas.push_back(Arc::new(delta)),
+                // Too large to send: nodes behind this version get a snapshot.
+                None => deltas.clear(),
+            }
             while deltas.len() > KEPT_DELTAS {
                 deltas.pop_front();
             }
             tracing::info!(
                 version = table.version,
-                entries = table.entries.len(),
+                entries = table.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "routing table compiled"
             );
@@ -197,10 +199,7 @@ mod tests {
             upserts: vec![entry("c")],
             removals: vec!["a".into()],
         };
-        let table = CompiledTable {
-            version: 3,
-            entries: HashMap::new(),
-        };
+        let table = Arc::new(crate::routing::table::Builder::default().finish(3));
         let p = Published::new(table, VecDeque::from([Arc::new(d1), Arc::new(d2)]));
         let merged = p.delta_from(1).unwrap_or_default();
         let mut keys: Vec<_> = merged.upserts.iter().map(|e| e.key.clone()).collect();
@@ -214,15 +213,11 @@ mod tests {
 
     #[test]
     fn snapshots_are_chunked_under_the_message_limit() {
-        let mut entries = HashMap::new();
+        let mut table = crate::routing::table::Builder::default();
         for i in 0..40_000 {
-            let key = format!("t:{i:08}-{}", "x".repeat(40));
-            entries.insert(key.clone(), entry(&key));
+            table.push(&entry(&format!("t:{i:08}-{}", "x".repeat(40))));
         }
-        let chunks = chunk(&CompiledTable {
-            version: 9,
-            entries,
-        });
+        let chunks = chunk(&table.finish(9));
         assert!(chunks.len() > 1);
         assert!(chunks.iter().all(|c| c.encoded_len() < 2 * 1024 * 1024));
         let decoded: usize = chunks
