@@ -4,19 +4,20 @@
 //! lookup.
 //!
 //! Entries are kept in a compact form (UUIDs as 128-bit values, Meta ids as integers, types
-//! as small enums) rather than as received protobuf messages: a million triggers must fit
-//! in a few hundred megabytes. [`RoutingTable::to_entries`] gives the protobuf form back for
-//! persistence.
+//! as small enums) rather than as received protobuf messages, and the large collections are
+//! dense (items in a vector, indexes of positions; see [`super::dense`]): a million numbers
+//! and a million triggers take about 200 MB. [`RoutingTable::to_entries`] gives the
+//! protobuf form back for persistence.
 
+use super::dense::{Dense, Hasher, Keyed, Positions};
 use std::collections::HashSet;
 use switchboard_proto::EVENT_TYPES;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 use uuid::Uuid;
 
-/// Hash maps of the table. Keys are ids the control plane chose, never attacker-inserted,
-/// so a fast hasher is safe; lookups of arbitrary keys cannot degrade a built table.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Hash maps of the table's small indexes (see [`Hasher`]).
+type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
 
 /// A delta that does not start at this table's version.
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +97,51 @@ impl Trigger {
     }
 }
 
+impl Keyed for ApiKey {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl Keyed for Number {
+    type Key = i64;
+    fn key(&self) -> i64 {
+        self.whatsapp_config_id
+    }
+}
+
+impl Keyed for Workflow {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl Keyed for Trigger {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.id
+    }
+}
+
 /// Entries by identity, as the control plane sent them (parsed).
 #[derive(Clone, Debug, Default)]
 struct Sources {
-    api_keys: HashMap<Uuid, ApiKey>,
-    numbers: HashMap<i64, Number>,
-    workflows: HashMap<Uuid, Workflow>,
-    triggers: HashMap<Uuid, Trigger>,
+    api_keys: Dense<ApiKey>,
+    numbers: Dense<Number>,
+    workflows: Dense<Workflow>,
+    triggers: Dense<Trigger>,
     /// Entries this build cannot parse, kept so they survive persistence and deltas.
     unparsed: HashMap<String, (pb::RoutingEntry, String)>,
+}
+
+/// Secondary keys of the dense collections.
+fn meta_id_of(n: &Number) -> u64 {
+    n.phone_number_id
+}
+fn number_of(t: &Trigger) -> Option<i64> {
+    t.whatsapp_config_id
 }
 
 #[derive(Debug, Default)]
@@ -112,10 +149,13 @@ pub struct RoutingTable {
     version: i64,
     sources: Sources,
     rejected: Vec<pb::RejectedEntry>,
-    api_keys_by_hash: HashMap<[u8; 32], Uuid>,
-    numbers_by_meta_id: HashMap<u64, i64>,
+    /// Positions in `sources.api_keys`.
+    api_keys_by_hash: HashMap<[u8; 32], u32>,
+    /// Numbers by Meta id ([`meta_id_of`]).
+    numbers_by_meta_id: Positions,
     default_numbers: HashMap<Uuid, i64>,
-    message_triggers: HashMap<i64, Uuid>,
+    /// Message triggers by number ([`number_of`]).
+    message_triggers: Positions,
     event_triggers: HashMap<(EventType, i64), Uuid>,
     project_event_triggers: HashMap<(EventType, Uuid), Uuid>,
 }
@@ -144,47 +184,43 @@ fn key_matches(key: &str, prefix: &str, id: &str) -> Result<(), String> {
 /// Parses one entry into `sources` (replacing an earlier entry of the same key), or keeps
 /// it as unparsed with the reason.
 fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
-    sources.unparsed.remove(&entry.key);
-    let key = entry.key.clone();
+    if !sources.unparsed.is_empty() {
+        sources.unparsed.remove(&entry.key);
+    }
+    let key = entry.key.as_str();
     let parsed: Result<(), String> = (|| match &entry.entry {
         None => Err("unknown entry kind (newer control plane?)".to_owned()),
         Some(Entry::ApiKey(k)) => {
-            key_matches(&key, "k:", &k.id)?;
+            key_matches(key, "k:", &k.id)?;
             let mut hash = [0u8; 32];
             hex::decode_to_slice(&k.secret_sha256, &mut hash)
                 .map_err(|_| "secret_sha256 is not a SHA-256 in hex".to_owned())?;
             let id = uuid("id", &k.id)?;
-            sources.api_keys.insert(
+            sources.api_keys.insert(ApiKey {
                 id,
-                ApiKey {
-                    id,
-                    project_id: uuid("project_id", &k.project_id)?,
-                    secret_sha256: hash,
-                    burst_limit: k.burst_limit,
-                    revoked: k.revoked,
-                },
-            );
+                project_id: uuid("project_id", &k.project_id)?,
+                secret_sha256: hash,
+                burst_limit: k.burst_limit,
+                revoked: k.revoked,
+            });
             Ok(())
         }
         Some(Entry::Number(n)) => {
-            key_matches(&key, "n:", &n.whatsapp_config_id.to_string())?;
+            key_matches(key, "n:", &n.whatsapp_config_id.to_string())?;
             let meta_id = meta_id(&n.phone_number_id)
                 .ok_or_else(|| "phone_number_id is not a decimal number".to_owned())?;
-            sources.numbers.insert(
-                n.whatsapp_config_id,
-                Number {
-                    whatsapp_config_id: n.whatsapp_config_id,
-                    project_id: uuid("project_id", &n.project_id)?,
-                    phone_number_id: meta_id,
-                    display_phone_number: n.display_phone_number.as_str().into(),
-                    is_default: n.is_default,
-                    access_token: n.access_token.as_deref().map(Into::into),
-                },
-            );
+            sources.numbers.insert(Number {
+                whatsapp_config_id: n.whatsapp_config_id,
+                project_id: uuid("project_id", &n.project_id)?,
+                phone_number_id: meta_id,
+                display_phone_number: n.display_phone_number.as_str().into(),
+                is_default: n.is_default,
+                access_token: n.access_token.as_deref().map(Into::into),
+            });
             Ok(())
         }
         Some(Entry::Workflow(w)) => {
-            key_matches(&key, "w:", &w.id)?;
+            key_matches(key, "w:", &w.id)?;
             let active = match w.status.as_str() {
                 "active" => true,
                 "draft" => false,
@@ -195,20 +231,17 @@ fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
                 None => None,
             };
             let id = uuid("id", &w.id)?;
-            sources.workflows.insert(
+            sources.workflows.insert(Workflow {
                 id,
-                Workflow {
-                    id,
-                    project_id: uuid("project_id", &w.project_id)?,
-                    active,
-                    api_trigger,
-                    trigger_types: w.trigger_types.iter().map(|t| t.as_str().into()).collect(),
-                },
-            );
+                project_id: uuid("project_id", &w.project_id)?,
+                active,
+                api_trigger,
+                trigger_types: w.trigger_types.iter().map(|t| t.as_str().into()).collect(),
+            });
             Ok(())
         }
         Some(Entry::Trigger(t)) => {
-            key_matches(&key, "t:", &t.id)?;
+            key_matches(key, "t:", &t.id)?;
             let event = match (
                 t.r#type.as_str(),
                 t.event_type.as_deref(),
@@ -221,21 +254,18 @@ fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
                 (kind, ..) => return Err(format!("malformed {kind:?} trigger")),
             };
             let id = uuid("id", &t.id)?;
-            sources.triggers.insert(
+            sources.triggers.insert(Trigger {
                 id,
-                Trigger {
-                    id,
-                    workflow_id: uuid("workflow_id", &t.workflow_id)?,
-                    project_id: uuid("project_id", &t.project_id)?,
-                    event,
-                    whatsapp_config_id: t.whatsapp_config_id,
-                },
-            );
+                workflow_id: uuid("workflow_id", &t.workflow_id)?,
+                project_id: uuid("project_id", &t.project_id)?,
+                event,
+                whatsapp_config_id: t.whatsapp_config_id,
+            });
             Ok(())
         }
     })();
     if let Err(reason) = parsed {
-        sources.unparsed.insert(key, (entry, reason));
+        sources.unparsed.insert(entry.key.clone(), (entry, reason));
     }
 }
 
@@ -290,7 +320,12 @@ impl Builder {
         }
     }
 
-    pub fn build(self, version: i64) -> RoutingTable {
+    pub fn build(mut self, version: i64) -> RoutingTable {
+        let s = &mut self.sources;
+        s.api_keys.shrink_to_fit();
+        s.numbers.shrink_to_fit();
+        s.workflows.shrink_to_fit();
+        s.triggers.shrink_to_fit();
         RoutingTable::index(version, self.sources)
     }
 }
@@ -339,14 +374,18 @@ impl RoutingTable {
         for (key, (_, reason)) in &sources.unparsed {
             reject(key.clone(), reason);
         }
-        for key in sources.api_keys.values() {
-            if claim(&mut t.api_keys_by_hash, key.secret_sha256, key.id) {
+        for key in sources.api_keys.iter() {
+            let position = sources.api_keys.position(&key.id).unwrap_or(u32::MAX);
+            if claim(&mut t.api_keys_by_hash, key.secret_sha256, position) {
                 reject(format!("k:{}", key.id), "secret hash routed twice");
             }
         }
-        for n in sources.numbers.values() {
+        let numbers = &sources.numbers;
+        t.numbers_by_meta_id = Positions::with_capacity(numbers.len());
+        for position in 0..numbers.len() as u32 {
+            let n = numbers.at(position);
             let config_id = n.whatsapp_config_id;
-            if claim(&mut t.numbers_by_meta_id, n.phone_number_id, config_id) {
+            if t.numbers_by_meta_id.claim(numbers, position, meta_id_of) {
                 reject(format!("n:{config_id}"), "phone_number_id routed twice");
             } else if n.is_default && claim(&mut t.default_numbers, n.project_id, config_id) {
                 reject(
@@ -355,7 +394,10 @@ impl RoutingTable {
                 );
             }
         }
-        for tr in sources.triggers.values() {
+        let triggers = &sources.triggers;
+        t.message_triggers = Positions::with_capacity(triggers.len());
+        for position in 0..triggers.len() as u32 {
+            let tr = triggers.at(position);
             let key = || format!("t:{}", tr.id);
             match sources.workflows.get(&tr.workflow_id) {
                 Some(w) if w.active && w.project_id == tr.project_id => {}
@@ -369,8 +411,7 @@ impl RoutingTable {
                 }
             }
             let foreign_number = tr.whatsapp_config_id.is_some_and(|config_id| {
-                sources
-                    .numbers
+                numbers
                     .get(&config_id)
                     .is_none_or(|n| n.project_id != tr.project_id)
             });
@@ -379,7 +420,7 @@ impl RoutingTable {
                 continue;
             }
             let taken = match (tr.event, tr.whatsapp_config_id) {
-                (None, Some(number)) => claim(&mut t.message_triggers, number, tr.id),
+                (None, Some(_)) => t.message_triggers.claim(triggers, position, number_of),
                 (Some(event), Some(number)) => claim(&mut t.event_triggers, (event, number), tr.id),
                 (Some(event), None) => {
                     claim(&mut t.project_event_triggers, (event, tr.project_id), tr.id)
@@ -403,7 +444,7 @@ impl RoutingTable {
             key,
             entry: Some(e),
         };
-        let keys = s.api_keys.values().map(move |k| {
+        let keys = s.api_keys.iter().map(move |k| {
             entry(
                 format!("k:{}", k.id),
                 Entry::ApiKey(pb::ApiKeyRoute {
@@ -415,7 +456,7 @@ impl RoutingTable {
                 }),
             )
         });
-        let numbers = s.numbers.values().map(move |n| {
+        let numbers = s.numbers.iter().map(move |n| {
             entry(
                 format!("n:{}", n.whatsapp_config_id),
                 Entry::Number(pb::NumberRoute {
@@ -428,7 +469,7 @@ impl RoutingTable {
                 }),
             )
         });
-        let workflows = s.workflows.values().map(move |w| {
+        let workflows = s.workflows.iter().map(move |w| {
             entry(
                 format!("w:{}", w.id),
                 Entry::Workflow(pb::WorkflowRoute {
@@ -441,7 +482,7 @@ impl RoutingTable {
                 }),
             )
         });
-        let triggers = s.triggers.values().map(move |t| {
+        let triggers = s.triggers.iter().map(move |t| {
             entry(
                 format!("t:{}", t.id),
                 Entry::Trigger(pb::TriggerRoute {
@@ -481,14 +522,16 @@ impl RoutingTable {
     pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
         self.api_keys_by_hash
             .get(hash)
-            .and_then(|id| self.sources.api_keys.get(id))
+            .map(|&p| self.sources.api_keys.at(p))
     }
 
     /// The number with Meta id `phone_number_id`.
     pub fn number(&self, phone_number_id: &str) -> Option<&Number> {
-        self.numbers_by_meta_id
-            .get(&meta_id(phone_number_id)?)
-            .and_then(|id| self.number_by_config_id(*id))
+        self.numbers_by_meta_id.get(
+            &self.sources.numbers,
+            &meta_id(phone_number_id)?,
+            meta_id_of,
+        )
     }
 
     pub fn number_by_config_id(&self, config_id: i64) -> Option<&Number> {
@@ -508,8 +551,7 @@ impl RoutingTable {
     /// The active message trigger of a number.
     pub fn message_trigger(&self, config_id: i64) -> Option<&Trigger> {
         self.message_triggers
-            .get(&config_id)
-            .and_then(|id| self.sources.triggers.get(id))
+            .get(&self.sources.triggers, &Some(config_id), number_of)
     }
 
     /// The event trigger for `event` on a number: its own, else its project's.
@@ -522,11 +564,12 @@ impl RoutingTable {
 
     /// Ids of every trigger that routes (for diagnostics and tests).
     pub fn routed_trigger_ids(&self) -> HashSet<Uuid> {
+        let triggers = &self.sources.triggers;
         self.message_triggers
-            .values()
-            .chain(self.event_triggers.values())
-            .chain(self.project_event_triggers.values())
-            .copied()
+            .positions()
+            .map(|p| triggers.at(p).id)
+            .chain(self.event_triggers.values().copied())
+            .chain(self.project_event_triggers.values().copied())
             .collect()
     }
 }
