@@ -5,6 +5,7 @@
 use super::table::{Builder, CompiledTable};
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
+use futures_util::TryStreamExt;
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, QuerySelect, Statement,
     TransactionTrait,
@@ -35,6 +36,15 @@ fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
 
 /// Reads the catalog in one consistent read-only transaction and compiles it.
 pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
+    compile_like(catalog, &CompiledTable::default()).await
+}
+
+/// [`compile`], sizing the new table like `previous` (the catalog rarely changes size much,
+/// and growing a large buffer by doubling costs copies and fresh pages).
+pub async fn compile_like(
+    catalog: &Catalog,
+    previous: &CompiledTable,
+) -> catalog::Result<CompiledTable> {
     let db = catalog.connection();
     let (isolation, mode) = match db.get_database_backend() {
         DbBackend::Postgres => (
@@ -55,10 +65,20 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
         .unwrap_or_default();
     let keys = api_key::Entity::find().all(&txn).await?;
     let workflows = workflow::Entity::find().all(&txn).await?;
-    // Numbers and triggers are the large tables: select only what routes, by position.
+    let mut table = Compilation::new(
+        Builder::with_capacity(
+            previous.len() + previous.len() / 16,
+            previous.encoded_len() + previous.encoded_len() / 16,
+        ),
+        version,
+        keys,
+        workflows,
+    );
+    // Numbers and triggers are the large tables: select only what routes, by position, and
+    // compile row by row as they arrive (no million-row vectors of rows).
     use trigger::Column as T;
     use whatsapp_config::Column as N;
-    let numbers: Vec<NumberRow> = whatsapp_config::Entity::find()
+    let mut numbers = whatsapp_config::Entity::find()
         .select_only()
         .columns([
             N::Id,
@@ -68,10 +88,14 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
             N::IsDefault,
             N::AccessToken,
         ])
-        .into_tuple()
-        .all(&txn)
+        .into_tuple::<NumberRow>()
+        .stream(&txn)
         .await?;
-    let triggers: Vec<TriggerRow> = trigger::Entity::find()
+    while let Some(row) = numbers.try_next().await? {
+        table.number(row);
+    }
+    drop(numbers);
+    let mut triggers = trigger::Entity::find()
         .select_only()
         .columns([
             T::Id,
@@ -82,12 +106,16 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
             T::EventType,
             T::Active,
         ])
-        .into_tuple()
-        .all(&txn)
+        .into_tuple::<TriggerRow>()
+        .stream(&txn)
         .await?;
+    while let Some(row) = triggers.try_next().await? {
+        table.trigger(row);
+    }
+    drop(triggers);
     txn.commit().await?;
-    // Building is CPU work proportional to the catalog: keep it off the async workers.
-    tokio::task::spawn_blocking(move || build(version, keys, numbers, workflows, triggers))
+    // Indexing is CPU work proportional to the catalog: keep it off the async workers.
+    tokio::task::spawn_blocking(move || table.finish())
         .await
         .map_err(|e| {
             catalog::Error::Database(sea_orm::DbErr::Custom(format!(
@@ -117,26 +145,63 @@ pub fn build(
     workflows: Vec<workflow::Model>,
     triggers: Vec<TriggerRow>,
 ) -> CompiledTable {
-    // Rough encoded sizes (ids are 36-character UUIDs), so the buffer grows rarely.
-    let mut table = Builder::with_capacity(
-        keys.len() + numbers.len() + workflows.len() + triggers.len(),
-        keys.len() * 200 + numbers.len() * 120 + workflows.len() * 160 + triggers.len() * 160,
-    );
-    for k in keys {
-        table.push(&entry(
-            api_key_key(&k.id),
-            Entry::ApiKey(pb::ApiKeyRoute {
-                burst_limit: k.burst_limit.and_then(|b| u32::try_from(b).ok()),
-                revoked: k.revoked_at.is_some(),
-                id: k.id,
-                project_id: k.project_id,
-                secret_sha256: k.secret_sha256,
-            }),
-        ));
+    let mut table = Compilation::new(Builder::default(), version, keys, workflows);
+    numbers.into_iter().for_each(|row| table.number(row));
+    triggers.into_iter().for_each(|row| table.trigger(row));
+    table.finish()
+}
+
+/// A table being compiled: API keys and workflows first, then numbers and triggers row by
+/// row, then the workflows' routes (which the triggers complete).
+struct Compilation {
+    version: i64,
+    table: Builder,
+    routes: HashMap<String, pb::WorkflowRoute>,
+}
+
+impl Compilation {
+    fn new(
+        mut table: Builder,
+        version: i64,
+        keys: Vec<api_key::Model>,
+        workflows: Vec<workflow::Model>,
+    ) -> Self {
+        for k in keys {
+            table.push(&entry(
+                api_key_key(&k.id),
+                Entry::ApiKey(pb::ApiKeyRoute {
+                    burst_limit: k.burst_limit.and_then(|b| u32::try_from(b).ok()),
+                    revoked: k.revoked_at.is_some(),
+                    id: k.id,
+                    project_id: k.project_id,
+                    secret_sha256: k.secret_sha256,
+                }),
+            ));
+        }
+        let routes = workflows
+            .into_iter()
+            .map(|w| {
+                (
+                    w.id.clone(),
+                    pb::WorkflowRoute {
+                        id: w.id,
+                        project_id: w.project_id,
+                        status: w.status,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        Self {
+            version,
+            table,
+            routes,
+        }
     }
-    for (id, project_id, phone_number_id, display_phone_number, is_default, access_token) in numbers
-    {
-        table.push(&entry(
+
+    fn number(&mut self, row: NumberRow) {
+        let (id, project_id, phone_number_id, display_phone_number, is_default, access_token) = row;
+        self.table.push(&entry(
             number_key(id),
             Entry::Number(pb::NumberRoute {
                 whatsapp_config_id: id,
@@ -148,25 +213,12 @@ pub fn build(
             }),
         ));
     }
-    let mut routes: HashMap<String, pb::WorkflowRoute> = workflows
-        .into_iter()
-        .map(|w| {
-            (
-                w.id.clone(),
-                pb::WorkflowRoute {
-                    id: w.id,
-                    project_id: w.project_id,
-                    status: w.status,
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
-    for (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) in
-        triggers
-    {
-        let Some(route) = routes.get_mut(&workflow_id) else {
-            continue;
+
+    fn trigger(&mut self, row: TriggerRow) {
+        let (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) =
+            row;
+        let Some(route) = self.routes.get_mut(&workflow_id) else {
+            return;
         };
         if !route.trigger_types.contains(&trigger_type) {
             route.trigger_types.push(trigger_type.clone());
@@ -174,13 +226,13 @@ pub fn build(
         if trigger_type == "api_call" {
             route.api_trigger_active = active;
             route.api_trigger_id = Some(id);
-            continue;
+            return;
         }
         // Only active triggers of active workflows route.
         if !active || route.status != "active" {
-            continue;
+            return;
         }
-        table.push(&entry(
+        self.table.push(&entry(
             trigger_key(&id),
             Entry::Trigger(pb::TriggerRoute {
                 id,
@@ -192,11 +244,15 @@ pub fn build(
             }),
         ));
     }
-    for mut w in routes.into_values() {
-        w.trigger_types.sort();
-        table.push(&entry(workflow_key(&w.id.clone()), Entry::Workflow(w)));
+
+    fn finish(mut self) -> CompiledTable {
+        for mut w in self.routes.into_values() {
+            w.trigger_types.sort();
+            self.table
+                .push(&entry(workflow_key(&w.id.clone()), Entry::Workflow(w)));
+        }
+        self.table.finish(self.version)
     }
-    table.finish(version)
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ pub async fn start(
                 }
             }
             let started = std::time::Instant::now();
-            let table = match compiler::compile(&catalog).await {
+            let table = match compiler::compile_like(&catalog, &current.table).await {
                 Ok(table) => table,
                 Err(err) => {
                     tracing::warn!(error = %err, "routing compile failed; keeping the last table");
