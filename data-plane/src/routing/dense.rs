@@ -46,7 +46,7 @@ impl<T: Keyed> Dense<T> {
     }
 
     /// Position of the item with `key`.
-    pub fn position(&self, key: &T::Key) -> Option<u32> {
+    fn position(&self, key: &T::Key) -> Option<u32> {
         let items = &self.items;
         self.index
             .find(self.hash(key), |&p| items[p as usize].key() == *key)

@@ -374,8 +374,8 @@ impl RoutingTable {
         for (key, (_, reason)) in &sources.unparsed {
             reject(key.clone(), reason);
         }
-        for key in sources.api_keys.iter() {
-            let position = sources.api_keys.position(&key.id).unwrap_or(u32::MAX);
+        for position in 0..sources.api_keys.len() as u32 {
+            let key = sources.api_keys.at(position);
             if claim(&mut t.api_keys_by_hash, key.secret_sha256, position) {
                 reject(format!("k:{}", key.id), "secret hash routed twice");
             }
