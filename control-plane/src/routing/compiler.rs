@@ -2,13 +2,13 @@
 //! API keys, numbers, workflows (status and API trigger), and the active message and event
 //! triggers of active workflows.
 
+use super::pg_copy::{self, Fields, FromCopy};
 use super::table::{Builder, CompiledTable};
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
 use futures_util::TryStreamExt;
 use sea_orm::{
-    AccessMode, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel, QuerySelect, Statement,
-    TransactionTrait,
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::HashMap;
 use switchboard_proto::v1 as pb;
@@ -45,37 +45,93 @@ pub async fn compile_like(
     catalog: &Catalog,
     previous: &CompiledTable,
 ) -> catalog::Result<CompiledTable> {
-    let db = catalog.connection();
-    let (isolation, mode) = match db.get_database_backend() {
-        DbBackend::Postgres => (
-            Some(IsolationLevel::RepeatableRead),
-            Some(AccessMode::ReadOnly),
-        ),
-        _ => (None, None),
+    let table = Builder::with_capacity(
+        previous.len() + previous.len() / 16,
+        previous.encoded_len() + previous.encoded_len() / 16,
+    );
+    let compilation = match catalog.connection().get_database_backend() {
+        DbBackend::Postgres => read_postgres(catalog, table).await?,
+        _ => read_generic(catalog, table).await?,
     };
-    let txn = db.begin_with_config(isolation, mode).await?;
+    // Indexing is CPU work proportional to the catalog: keep it off the async workers.
+    tokio::task::spawn_blocking(move || compilation.finish())
+        .await
+        .map_err(|e| {
+            catalog::Error::Database(sea_orm::DbErr::Custom(format!(
+                "routing table build failed: {e}"
+            )))
+        })
+}
+
+const VERSION: &str = "SELECT version FROM routing_state WHERE id = 1";
+const KEYS: &str =
+    "SELECT id, project_id, secret_sha256, burst_limit, revoked_at IS NOT NULL FROM api_keys";
+const WORKFLOWS: &str = "SELECT id, project_id, status FROM workflows";
+const NUMBERS: &str = "SELECT id, project_id, phone_number_id, display_phone_number, is_default, \
+                       access_token FROM whatsapp_configs";
+const TRIGGERS: &str = "SELECT id, workflow_id, project_id, trigger_type, whatsapp_config_id, \
+                        event_type, active FROM triggers";
+
+/// PostgreSQL: one REPEATABLE READ, READ ONLY transaction; every table read with `COPY`
+/// and compiled row by row as it arrives.
+async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation, sea_orm::DbErr> {
+    use sea_orm::sqlx::{self, Connection};
+    let err = |e: sqlx::Error| sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()));
+    let pool = catalog.connection().get_postgres_connection_pool();
+    let mut conn = pool.acquire().await.map_err(err)?;
+    let mut txn = conn.begin().await.map_err(err)?;
+    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *txn)
+        .await
+        .map_err(err)?;
+    let version: i64 = sqlx::query_scalar(VERSION)
+        .fetch_optional(&mut *txn)
+        .await
+        .map_err(err)?
+        .unwrap_or_default();
+    let mut keys: Vec<KeyRow> = Vec::new();
+    pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
+    let mut workflows: Vec<WorkflowRow> = Vec::new();
+    pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
+    let mut compilation = Compilation::new(table, version, keys, workflows);
+    pg_copy::rows(&mut txn, NUMBERS, |row| compilation.number(row)).await?;
+    pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
+    txn.commit().await.map_err(err)?;
+    Ok(compilation)
+}
+
+/// Other databases (SQLite): one transaction through sea-orm; numbers and triggers streamed
+/// and compiled row by row.
+async fn read_generic(catalog: &Catalog, table: Builder) -> catalog::Result<Compilation> {
+    let txn = catalog.connection().begin().await?;
     let version = txn
-        .query_one_raw(Statement::from_string(
-            txn.get_database_backend(),
-            "SELECT version FROM routing_state WHERE id = 1",
-        ))
+        .query_one_raw(Statement::from_string(txn.get_database_backend(), VERSION))
         .await?
         .map(|row| row.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default();
-    let keys = api_key::Entity::find().all(&txn).await?;
-    let workflows = workflow::Entity::find().all(&txn).await?;
-    let mut table = Compilation::new(
-        Builder::with_capacity(
-            previous.len() + previous.len() / 16,
-            previous.encoded_len() + previous.encoded_len() / 16,
-        ),
-        version,
-        keys,
-        workflows,
-    );
-    // Numbers and triggers are the large tables: select only what routes, by position, and
-    // compile row by row as they arrive (no million-row vectors of rows).
+    let keys = api_key::Entity::find()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|k| {
+            (
+                k.id,
+                k.project_id,
+                k.secret_sha256,
+                k.burst_limit,
+                k.revoked_at.is_some(),
+            )
+        })
+        .collect();
+    let workflows = workflow::Entity::find()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w.project_id, w.status))
+        .collect();
+    let mut compilation = Compilation::new(table, version, keys, workflows);
+    // Select only what routes, by position.
     use trigger::Column as T;
     use whatsapp_config::Column as N;
     let mut numbers = whatsapp_config::Entity::find()
@@ -92,7 +148,7 @@ pub async fn compile_like(
         .stream(&txn)
         .await?;
     while let Some(row) = numbers.try_next().await? {
-        table.number(row);
+        compilation.number(row);
     }
     drop(numbers);
     let mut triggers = trigger::Entity::find()
@@ -110,20 +166,17 @@ pub async fn compile_like(
         .stream(&txn)
         .await?;
     while let Some(row) = triggers.try_next().await? {
-        table.trigger(row);
+        compilation.trigger(row);
     }
     drop(triggers);
     txn.commit().await?;
-    // Indexing is CPU work proportional to the catalog: keep it off the async workers.
-    tokio::task::spawn_blocking(move || table.finish())
-        .await
-        .map_err(|e| {
-            catalog::Error::Database(sea_orm::DbErr::Custom(format!(
-                "routing table build failed: {e}"
-            )))
-        })
+    Ok(compilation)
 }
 
+/// `(id, project_id, secret_sha256, burst_limit, revoked)`.
+pub type KeyRow = (String, String, String, Option<i64>, bool);
+/// `(id, project_id, status)`.
+pub type WorkflowRow = (String, String, String);
 /// `(id, project_id, phone_number_id, display_phone_number, is_default, access_token)`.
 pub type NumberRow = (i64, String, String, String, bool, Option<String>);
 /// `(id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active)`.
@@ -140,15 +193,54 @@ pub type TriggerRow = (
 /// The pure part of compilation, separate so it can be benchmarked and unit-tested.
 pub fn build(
     version: i64,
-    keys: Vec<api_key::Model>,
+    keys: Vec<KeyRow>,
     numbers: Vec<NumberRow>,
-    workflows: Vec<workflow::Model>,
+    workflows: Vec<WorkflowRow>,
     triggers: Vec<TriggerRow>,
 ) -> CompiledTable {
     let mut table = Compilation::new(Builder::default(), version, keys, workflows);
     numbers.into_iter().for_each(|row| table.number(row));
     triggers.into_iter().for_each(|row| table.trigger(row));
     table.finish()
+}
+
+impl FromCopy for KeyRow {
+    fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
+        Ok((f.text()?, f.text()?, f.text()?, f.opt_int()?, f.boolean()?))
+    }
+}
+
+impl FromCopy for WorkflowRow {
+    fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
+        Ok((f.text()?, f.text()?, f.text()?))
+    }
+}
+
+impl FromCopy for NumberRow {
+    fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
+        Ok((
+            f.int()?,
+            f.text()?,
+            f.text()?,
+            f.text()?,
+            f.boolean()?,
+            f.opt_text()?,
+        ))
+    }
+}
+
+impl FromCopy for TriggerRow {
+    fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
+        Ok((
+            f.text()?,
+            f.text()?,
+            f.text()?,
+            f.text()?,
+            f.opt_int()?,
+            f.opt_text()?,
+            f.boolean()?,
+        ))
+    }
 }
 
 /// A table being compiled: API keys and workflows first, then numbers and triggers row by
@@ -163,30 +255,30 @@ impl Compilation {
     fn new(
         mut table: Builder,
         version: i64,
-        keys: Vec<api_key::Model>,
-        workflows: Vec<workflow::Model>,
+        keys: Vec<KeyRow>,
+        workflows: Vec<WorkflowRow>,
     ) -> Self {
-        for k in keys {
+        for (id, project_id, secret_sha256, burst_limit, revoked) in keys {
             table.push(&entry(
-                api_key_key(&k.id),
+                api_key_key(&id),
                 Entry::ApiKey(pb::ApiKeyRoute {
-                    burst_limit: k.burst_limit.and_then(|b| u32::try_from(b).ok()),
-                    revoked: k.revoked_at.is_some(),
-                    id: k.id,
-                    project_id: k.project_id,
-                    secret_sha256: k.secret_sha256,
+                    burst_limit: burst_limit.and_then(|b| u32::try_from(b).ok()),
+                    revoked,
+                    id,
+                    project_id,
+                    secret_sha256,
                 }),
             ));
         }
         let routes = workflows
             .into_iter()
-            .map(|w| {
+            .map(|(id, project_id, status)| {
                 (
-                    w.id.clone(),
+                    id.clone(),
                     pb::WorkflowRoute {
-                        id: w.id,
-                        project_id: w.project_id,
-                        status: w.status,
+                        id,
+                        project_id,
+                        status,
                         ..Default::default()
                     },
                 )
@@ -258,17 +350,9 @@ impl Compilation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
-    fn wf(id: &str, status: &str) -> workflow::Model {
-        workflow::Model {
-            id: id.into(),
-            project_id: "p".into(),
-            name: id.into(),
-            status: status.into(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
+    fn wf(id: &str, status: &str) -> WorkflowRow {
+        (id.into(), "p".into(), status.into())
     }
 
     fn trig(id: &str, workflow: &str, kind: &str, active: bool) -> TriggerRow {

@@ -4,5 +4,6 @@
 
 pub mod compiler;
 pub mod distribution;
+mod pg_copy;
 pub mod publisher;
 pub mod table;
