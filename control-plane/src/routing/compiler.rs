@@ -39,16 +39,13 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
     compile_like(catalog, &CompiledTable::default()).await
 }
 
-/// [`compile`], sizing the new table like `previous` (the catalog rarely changes size much,
-/// and growing a large buffer by doubling costs copies and fresh pages).
+/// [`compile`], sizing the new table's index like `previous` (the catalog rarely changes
+/// size much).
 pub async fn compile_like(
     catalog: &Catalog,
     previous: &CompiledTable,
 ) -> catalog::Result<CompiledTable> {
-    let table = Builder::with_capacity(
-        previous.len() + previous.len() / 16,
-        previous.encoded_len() + previous.encoded_len() / 16,
-    );
+    let table = Builder::with_capacity(previous.len() + previous.len() / 16);
     let compilation = match catalog.connection().get_database_backend() {
         DbBackend::Postgres => read_postgres(catalog, table).await?,
         _ => read_generic(catalog, table).await?,

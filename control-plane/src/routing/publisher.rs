@@ -17,8 +17,6 @@ use tokio::sync::watch;
 
 /// Deltas kept for nodes that are a little behind.
 const KEPT_DELTAS: usize = 64;
-/// Target encoded size of one snapshot chunk (tonic's default message limit is 4 MiB).
-const CHUNK_BYTES: usize = 1024 * 1024;
 /// Deltas larger than this are sent as snapshots instead.
 const MAX_DELTA_BYTES: usize = 2 * 1024 * 1024;
 
@@ -97,7 +95,7 @@ impl Published {
 }
 
 fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
-    let chunks = table.chunks(CHUNK_BYTES);
+    let chunks = table.chunks();
     let count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     chunks
         .into_iter()

@@ -1,8 +1,9 @@
 //! The compiled routing table as the control plane holds it: every entry encoded once, as
-//! the `RoutingEntries.entries` field it travels in, back to back in one buffer. Snapshot
-//! chunks are slices of that buffer (no copy, no re-encoding), and two versions are compared
-//! byte for byte through a hash index of the entries' keys, so a million-entry table costs
-//! one buffer and a few small arrays instead of millions of messages and strings.
+//! the `RoutingEntries.entries` field it travels in, back to back in segments of about
+//! 1 MiB. A segment is a snapshot chunk as it is (no copy, no re-encoding, and no large
+//! buffer growing by doubling), and two versions are compared byte for byte through a hash
+//! index of the entries' keys, so a million-entry table costs its encoded size and a few
+//! small arrays instead of millions of messages and strings.
 
 use hashbrown::HashTable;
 use prost::Message;
@@ -10,11 +11,16 @@ use prost::bytes::{Bytes, BytesMut};
 use std::hash::BuildHasher;
 use switchboard_proto::v1 as pb;
 
-/// Where one entry is in the buffer.
+/// Target size of a segment, and so of a snapshot chunk (tonic's default message limit is
+/// 4 MiB).
+pub const SEGMENT_BYTES: usize = 1024 * 1024;
+
+/// Where one entry is.
 #[derive(Clone, Copy, Debug)]
 struct Span {
-    /// First byte of the field (its tag).
-    start: usize,
+    segment: u32,
+    /// First byte of the field (its tag) in the segment.
+    start: u32,
     /// Length of the whole field: tag, length prefix and message.
     len: u32,
     /// Offset of the key's bytes from `start`, and their length.
@@ -23,17 +29,31 @@ struct Span {
 }
 
 /// Builds a table entry by entry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Builder {
-    buf: BytesMut,
+    segment_bytes: usize,
+    segments: Vec<Bytes>,
+    current: BytesMut,
     spans: Vec<Span>,
 }
 
+impl Default for Builder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
 impl Builder {
-    /// A builder expecting about `entries` entries of about `bytes` encoded bytes in all.
-    pub fn with_capacity(entries: usize, bytes: usize) -> Self {
+    /// A builder expecting about `entries` entries.
+    pub fn with_capacity(entries: usize) -> Self {
+        Self::with_segments(entries, SEGMENT_BYTES)
+    }
+
+    fn with_segments(entries: usize, segment_bytes: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(bytes),
+            segment_bytes,
+            segments: Vec::new(),
+            current: BytesMut::new(),
             spans: Vec::with_capacity(entries),
         }
     }
@@ -42,25 +62,45 @@ impl Builder {
     /// by a primary key); were one repeated, the later entry would win everywhere (the
     /// index, deltas, and data planes applying the snapshot in order).
     pub fn push(&mut self, entry: &pb::RoutingEntry) {
-        let start = self.buf.len();
         let message_len = entry.encoded_len();
-        prost::encoding::message::encode(1, entry, &mut self.buf);
-        let len = self.buf.len() - start;
+        let len = 1 + prost::encoding::encoded_len_varint(message_len as u64) + message_len;
+        if self.current.len() + len > self.current.capacity() {
+            // A new segment; an entry larger than a segment gets one of its own.
+            let full = std::mem::replace(
+                &mut self.current,
+                BytesMut::with_capacity(len.max(self.segment_bytes)),
+            );
+            if !full.is_empty() {
+                self.segments.push(full.freeze());
+            }
+        }
+        let start = self.current.len();
+        prost::encoding::encode_key(
+            1,
+            prost::encoding::WireType::LengthDelimited,
+            &mut self.current,
+        );
+        prost::encoding::encode_varint(message_len as u64, &mut self.current);
+        entry.encode_raw(&mut self.current);
         // prost writes fields in tag order, so a non-empty key (field 1) comes first.
         let key_len = entry.key.len();
         let key_at = (len - message_len) + 1 + prost::encoding::encoded_len_varint(key_len as u64);
         self.spans.push(Span {
-            start,
+            segment: u32::try_from(self.segments.len()).unwrap_or(u32::MAX),
+            start: u32::try_from(start).unwrap_or(u32::MAX),
             len: u32::try_from(len).unwrap_or(u32::MAX),
             key_at: u32::try_from(key_at).unwrap_or(u32::MAX),
             key_len: u32::try_from(key_len).unwrap_or(u32::MAX),
         });
     }
 
-    pub fn finish(self, version: i64) -> CompiledTable {
+    pub fn finish(mut self, version: i64) -> CompiledTable {
+        if !self.current.is_empty() {
+            self.segments.push(self.current.freeze());
+        }
         let mut table = CompiledTable {
             version,
-            buf: self.buf.freeze(),
+            segments: self.segments,
             spans: self.spans,
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
@@ -89,7 +129,7 @@ impl Builder {
 #[derive(Debug)]
 pub struct CompiledTable {
     pub version: i64,
-    buf: Bytes,
+    segments: Vec<Bytes>,
     spans: Vec<Span>,
     /// Positions in `spans`, by key.
     index: HashTable<u32>,
@@ -105,13 +145,13 @@ impl Default for CompiledTable {
 impl CompiledTable {
     fn key(&self, i: usize) -> &[u8] {
         let s = self.spans[i];
-        let at = s.start + s.key_at as usize;
-        &self.buf[at..at + s.key_len as usize]
+        let at = (s.start + s.key_at) as usize;
+        &self.segments[s.segment as usize][at..at + s.key_len as usize]
     }
 
     fn field(&self, i: usize) -> &[u8] {
         let s = self.spans[i];
-        &self.buf[s.start..s.start + s.len as usize]
+        &self.segments[s.segment as usize][s.start as usize..(s.start + s.len) as usize]
     }
 
     fn decode(&self, i: usize) -> pb::RoutingEntry {
@@ -136,7 +176,7 @@ impl CompiledTable {
 
     /// Encoded size of every entry.
     pub fn encoded_len(&self) -> usize {
-        self.buf.len()
+        self.segments.iter().map(Bytes::len).sum()
     }
 
     /// The entry with `key`, decoded.
@@ -149,20 +189,14 @@ impl CompiledTable {
         (0..self.spans.len()).map(|i| self.decode(i))
     }
 
-    /// The table as encoded `RoutingEntries` messages of at most about `max_bytes` each (an
-    /// entry larger than that gets a chunk of its own). Slices of the table's buffer.
-    pub fn chunks(&self, max_bytes: usize) -> Vec<Bytes> {
-        let mut chunks = Vec::new();
-        let mut from = 0;
-        for s in &self.spans {
-            let end = s.start + s.len as usize;
-            if end - from > max_bytes && s.start > from {
-                chunks.push(self.buf.slice(from..s.start));
-                from = s.start;
-            }
+    /// The table as encoded `RoutingEntries` messages (its segments) of about
+    /// [`SEGMENT_BYTES`] each; an entry larger than that has a chunk of its own. Always at
+    /// least one chunk, empty for an empty table.
+    pub fn chunks(&self) -> Vec<Bytes> {
+        if self.segments.is_empty() {
+            return vec![Bytes::new()];
         }
-        chunks.push(self.buf.slice(from..));
-        chunks
+        self.segments.clone()
     }
 
     /// The changes from `old` to `new`, or `None` when they encode to more than
@@ -219,7 +253,7 @@ mod tests {
     }
 
     fn table(version: i64, entries: &[pb::RoutingEntry]) -> CompiledTable {
-        let mut b = Builder::default();
+        let mut b = Builder::with_segments(0, 4096);
         for e in entries {
             b.push(e);
         }
@@ -255,7 +289,7 @@ mod tests {
     fn chunks_are_whole_entries_under_the_limit() {
         let entries: Vec<_> = (0..1000).map(|i| number(i, &"9".repeat(50))).collect();
         let t = table(1, &entries);
-        let chunks = t.chunks(4096);
+        let chunks = t.chunks();
         assert!(chunks.len() > 10);
         assert!(chunks.iter().all(|c| c.len() <= 4096));
         let decoded: Vec<pb::RoutingEntry> = chunks
