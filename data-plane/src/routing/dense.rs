@@ -1,8 +1,10 @@
 //! Dense storage for the routing table's large collections: the items in one vector, found
-//! by key through a hash table of their positions. A slot costs five bytes (a `u32`
-//! position and a control byte) instead of a copy of key and value, so a million numbers
-//! or triggers take their own size plus ~10 MB, where a `HashMap` of them took twice their
-//! size in half-empty buckets. Secondary indexes ([`Positions`]) hold positions too.
+//! by key through a hash table of their positions. A slot costs nine bytes (a `u32`
+//! position, 32 bits of the key's hash so that growing the table never reads the items,
+//! and a control byte) instead of a copy of key and value, so a million numbers or triggers
+//! take their own size plus ~18 MB, where a `HashMap` of them took twice their size in
+//! half-empty buckets. Secondary indexes ([`Positions`]), built once with their final size,
+//! hold bare positions.
 
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, Hash};
@@ -18,11 +20,24 @@ pub trait Keyed {
     fn key(&self) -> Self::Key;
 }
 
+/// An item's position and its key's hash (32 bits of it).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    position: u32,
+    hash: u32,
+}
+
+/// The table hash of a slot: its 32 bits, twice, so hashbrown's bucket bits (low) and tag
+/// bits (high) both come from them.
+fn spread(hash: u32) -> u64 {
+    (u64::from(hash) << 32) | u64::from(hash)
+}
+
 /// Items by key, in a vector.
 #[derive(Clone, Debug)]
 pub struct Dense<T> {
     items: Vec<T>,
-    index: HashTable<u32>,
+    index: HashTable<Slot>,
     hasher: Hasher,
 }
 
@@ -37,8 +52,8 @@ impl<T> Default for Dense<T> {
 }
 
 impl<T: Keyed> Dense<T> {
-    fn hash(&self, key: &T::Key) -> u64 {
-        self.hasher.hash_one(key)
+    fn hash(&self, key: &T::Key) -> u32 {
+        self.hasher.hash_one(key) as u32
     }
 
     pub fn len(&self) -> usize {
@@ -47,10 +62,12 @@ impl<T: Keyed> Dense<T> {
 
     /// Position of the item with `key`.
     fn position(&self, key: &T::Key) -> Option<u32> {
-        let items = &self.items;
+        let (items, hash) = (&self.items, self.hash(key));
         self.index
-            .find(self.hash(key), |&p| items[p as usize].key() == *key)
-            .copied()
+            .find(spread(hash), |s| {
+                s.hash == hash && items[s.position as usize].key() == *key
+            })
+            .map(|s| s.position)
     }
 
     pub fn get(&self, key: &T::Key) -> Option<&T> {
@@ -70,16 +87,18 @@ impl<T: Keyed> Dense<T> {
     pub fn insert(&mut self, item: T) {
         let key = item.key();
         let hash = self.hash(&key);
-        let (items, hasher) = (&mut self.items, &self.hasher);
+        let items = &mut self.items;
         match self.index.entry(
-            hash,
-            |&p| items[p as usize].key() == key,
-            |&p| hasher.hash_one(items[p as usize].key()),
+            spread(hash),
+            |s| s.hash == hash && items[s.position as usize].key() == key,
+            |s| spread(s.hash),
         ) {
-            hashbrown::hash_table::Entry::Occupied(slot) => items[*slot.get() as usize] = item,
+            hashbrown::hash_table::Entry::Occupied(slot) => {
+                items[slot.get().position as usize] = item
+            }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 let position = u32::try_from(items.len()).unwrap_or(u32::MAX);
-                slot.insert(position);
+                slot.insert(Slot { position, hash });
                 items.push(item);
             }
         }
@@ -91,16 +110,19 @@ impl<T: Keyed> Dense<T> {
         let items = &self.items;
         let position = self
             .index
-            .find_entry(hash, |&p| items[p as usize].key() == *key)
+            .find_entry(spread(hash), |s| {
+                s.hash == hash && items[s.position as usize].key() == *key
+            })
             .ok()?
             .remove()
-            .0;
+            .0
+            .position;
         let last = u32::try_from(self.items.len() - 1).unwrap_or(u32::MAX);
         let removed = self.items.swap_remove(position as usize);
         if position != last {
             let moved = self.hash(&self.items[position as usize].key());
-            if let Some(slot) = self.index.find_mut(moved, |&p| p == last) {
-                *slot = position;
+            if let Some(slot) = self.index.find_mut(spread(moved), |s| s.position == last) {
+                slot.position = position;
             }
         }
         Some(removed)

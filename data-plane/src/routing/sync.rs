@@ -5,7 +5,8 @@
 
 use super::slot::{RoutingSlot, Source};
 use super::snapshot_file;
-use super::table::{Builder, RoutingTable};
+use super::table::{Builder, ParsedChunk, RoutingTable};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const SILENCE: Duration = Duration::from_secs(35);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// Snapshot chunks parsed ahead (in parallel) of the one being added to the table.
+const PARSE_AHEAD: usize = 2;
 
 /// What the follower needs to know.
 #[derive(Clone, Debug)]
@@ -156,11 +159,14 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
     }
 }
 
-/// Chunks of one snapshot being received, parsed as they arrive.
+/// Chunks of one snapshot being received. Each is decoded and parsed on the blocking pool
+/// as it arrives (the received messages are freed at once), up to [`PARSE_AHEAD`] of them
+/// in parallel, and added to the table in order.
 struct Pending {
     version: i64,
     next: u32,
     count: u32,
+    parsing: VecDeque<tokio::task::JoinHandle<Result<ParsedChunk, SessionError>>>,
     builder: Builder,
 }
 
@@ -169,7 +175,6 @@ enum Collected {
     Complete(i64, Builder),
 }
 
-/// Adds a chunk (parsed on the blocking pool, so the received messages are freed at once).
 async fn collect(
     pending: Option<Pending>,
     chunk: pb::SnapshotChunk,
@@ -179,6 +184,7 @@ async fn collect(
             version: chunk.version,
             next: 0,
             count: chunk.chunk_count,
+            parsing: VecDeque::new(),
             builder: Builder::default(),
         })
     } else {
@@ -191,18 +197,31 @@ async fn collect(
                 && p.count == chunk.chunk_count
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
-    p = build(move || {
+    p.parsing.push_back(tokio::task::spawn_blocking(move || {
         let decoded = <pb::RoutingEntries as prost::Message>::decode(chunk.entries)
             .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))?;
-        p.builder.add(decoded.entries);
-        p.next += 1;
-        Ok::<_, SessionError>(p)
-    })
-    .await??;
-    Ok(if p.next < p.count {
-        Collected::Partial(p)
-    } else {
+        Ok(ParsedChunk::parse(decoded.entries))
+    }));
+    p.next += 1;
+    let last = p.next >= p.count;
+    while p.parsing.len() > PARSE_AHEAD || (last && !p.parsing.is_empty()) {
+        let Some(parsing) = p.parsing.pop_front() else {
+            break;
+        };
+        let parsed = parsing
+            .await
+            .map_err(|e| SessionError::Protocol(format!("snapshot chunk parse failed: {e}")))??;
+        let mut builder = std::mem::take(&mut p.builder);
+        p.builder = build(move || {
+            builder.add_parsed(parsed);
+            builder
+        })
+        .await?;
+    }
+    Ok(if last {
         Collected::Complete(p.version, p.builder)
+    } else {
+        Collected::Partial(p)
     })
 }
 

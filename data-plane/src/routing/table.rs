@@ -181,14 +181,62 @@ fn key_matches(key: &str, prefix: &str, id: &str) -> Result<(), String> {
     }
 }
 
-/// Parses one entry into `sources` (replacing an earlier entry of the same key), or keeps
-/// it as unparsed with the reason.
-fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
-    if !sources.unparsed.is_empty() {
-        sources.unparsed.remove(&entry.key);
+/// One entry parsed, or refused with the reason; parsing needs nothing but the entry, so
+/// the chunks of a snapshot are parsed in parallel and added in order.
+#[derive(Debug)]
+enum Parsed {
+    ApiKey(ApiKey),
+    Number(Number),
+    Workflow(Workflow),
+    Trigger(Trigger),
+    Unparsed(Box<(pb::RoutingEntry, String)>),
+}
+
+impl Parsed {
+    /// The entry's key (for parsed entries, rebuilt from the id).
+    fn key(&self) -> String {
+        match self {
+            Parsed::ApiKey(k) => format!("k:{}", k.id),
+            Parsed::Number(n) => format!("n:{}", n.whatsapp_config_id),
+            Parsed::Workflow(w) => format!("w:{}", w.id),
+            Parsed::Trigger(t) => format!("t:{}", t.id),
+            Parsed::Unparsed(u) => u.0.key.clone(),
+        }
     }
+}
+
+/// Entries of one snapshot chunk, parsed.
+#[derive(Debug, Default)]
+pub struct ParsedChunk(Vec<Parsed>);
+
+impl ParsedChunk {
+    pub fn parse(entries: Vec<pb::RoutingEntry>) -> Self {
+        Self(entries.into_iter().map(parse).collect())
+    }
+}
+
+/// Adds a parsed entry to `sources`, replacing an earlier entry of the same key.
+fn insert(sources: &mut Sources, parsed: Parsed) {
+    if let Parsed::Unparsed(u) = parsed {
+        sources.unparsed.insert(u.0.key.clone(), *u);
+        return;
+    }
+    if !sources.unparsed.is_empty() {
+        sources.unparsed.remove(&parsed.key());
+    }
+    match parsed {
+        Parsed::ApiKey(k) => sources.api_keys.insert(k),
+        Parsed::Number(n) => sources.numbers.insert(n),
+        Parsed::Workflow(w) => sources.workflows.insert(w),
+        Parsed::Trigger(t) => sources.triggers.insert(t),
+        Parsed::Unparsed(_) => {}
+    }
+}
+
+/// Parses one entry into its compact form, or keeps it as unparsed with the reason.
+fn parse(entry: pb::RoutingEntry) -> Parsed {
     let key = entry.key.as_str();
-    let parsed: Result<(), String> = (|| match &entry.entry {
+    let parsed: Result<Parsed, String> = (|| match &entry.entry {
         None => Err("unknown entry kind (newer control plane?)".to_owned()),
         Some(Entry::ApiKey(k)) => {
             key_matches(key, "k:", &k.id)?;
@@ -196,28 +244,26 @@ fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
             hex::decode_to_slice(&k.secret_sha256, &mut hash)
                 .map_err(|_| "secret_sha256 is not a SHA-256 in hex".to_owned())?;
             let id = uuid("id", &k.id)?;
-            sources.api_keys.insert(ApiKey {
+            Ok(Parsed::ApiKey(ApiKey {
                 id,
                 project_id: uuid("project_id", &k.project_id)?,
                 secret_sha256: hash,
                 burst_limit: k.burst_limit,
                 revoked: k.revoked,
-            });
-            Ok(())
+            }))
         }
         Some(Entry::Number(n)) => {
             key_matches(key, "n:", &n.whatsapp_config_id.to_string())?;
             let meta_id = meta_id(&n.phone_number_id)
                 .ok_or_else(|| "phone_number_id is not a decimal number".to_owned())?;
-            sources.numbers.insert(Number {
+            Ok(Parsed::Number(Number {
                 whatsapp_config_id: n.whatsapp_config_id,
                 project_id: uuid("project_id", &n.project_id)?,
                 phone_number_id: meta_id,
                 display_phone_number: n.display_phone_number.as_str().into(),
                 is_default: n.is_default,
                 access_token: n.access_token.as_deref().map(Into::into),
-            });
-            Ok(())
+            }))
         }
         Some(Entry::Workflow(w)) => {
             key_matches(key, "w:", &w.id)?;
@@ -231,14 +277,13 @@ fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
                 None => None,
             };
             let id = uuid("id", &w.id)?;
-            sources.workflows.insert(Workflow {
+            Ok(Parsed::Workflow(Workflow {
                 id,
                 project_id: uuid("project_id", &w.project_id)?,
                 active,
                 api_trigger,
                 trigger_types: w.trigger_types.iter().map(|t| t.as_str().into()).collect(),
-            });
-            Ok(())
+            }))
         }
         Some(Entry::Trigger(t)) => {
             key_matches(key, "t:", &t.id)?;
@@ -254,19 +299,16 @@ fn parse_into(sources: &mut Sources, entry: pb::RoutingEntry) {
                 (kind, ..) => return Err(format!("malformed {kind:?} trigger")),
             };
             let id = uuid("id", &t.id)?;
-            sources.triggers.insert(Trigger {
+            Ok(Parsed::Trigger(Trigger {
                 id,
                 workflow_id: uuid("workflow_id", &t.workflow_id)?,
                 project_id: uuid("project_id", &t.project_id)?,
                 event,
                 whatsapp_config_id: t.whatsapp_config_id,
-            });
-            Ok(())
+            }))
         }
     })();
-    if let Err(reason) = parsed {
-        sources.unparsed.insert(entry.key.clone(), (entry, reason));
-    }
+    parsed.unwrap_or_else(|reason| Parsed::Unparsed(Box::new((entry, reason))))
 }
 
 /// Removes the entry with `key` from `sources`.
@@ -316,7 +358,14 @@ pub struct Builder {
 impl Builder {
     pub fn add(&mut self, entries: impl IntoIterator<Item = pb::RoutingEntry>) {
         for entry in entries {
-            parse_into(&mut self.sources, entry);
+            insert(&mut self.sources, parse(entry));
+        }
+    }
+
+    /// Adds entries parsed elsewhere (e.g. on another thread), in their order.
+    pub fn add_parsed(&mut self, chunk: ParsedChunk) {
+        for parsed in chunk.0 {
+            insert(&mut self.sources, parsed);
         }
     }
 
@@ -352,7 +401,7 @@ impl RoutingTable {
         }
         for upsert in &delta.upserts {
             remove_from(&mut sources, &upsert.key);
-            parse_into(&mut sources, upsert.clone());
+            insert(&mut sources, parse(upsert.clone()));
         }
         Ok(Self::index(delta.to_version, sources))
     }
