@@ -69,32 +69,83 @@ const NUMBERS: &str = "SELECT id, project_id, phone_number_id, display_phone_num
 const TRIGGERS: &str = "SELECT id, workflow_id, project_id, trigger_type, whatsapp_config_id, \
                         event_type, active FROM triggers";
 
-/// PostgreSQL: one REPEATABLE READ, READ ONLY transaction; every table read with `COPY`
-/// and compiled row by row as it arrives.
-async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation, sea_orm::DbErr> {
+/// PostgreSQL: a REPEATABLE READ, READ ONLY transaction whose snapshot a second
+/// transaction shares (`pg_export_snapshot`), so numbers and triggers — the two large
+/// tables — are read at the same time on two connections and two cores; every table is
+/// read with `COPY` and compiled row by row as it arrives.
+async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation, DbErr> {
     use sea_orm::sqlx::{self, Connection};
-    let err = |e: sqlx::Error| sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()));
     let pool = catalog.connection().get_postgres_connection_pool();
-    let mut conn = pool.acquire().await.map_err(err)?;
-    let mut txn = conn.begin().await.map_err(err)?;
-    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    let mut conn = pool.acquire().await.map_err(sqlx_error)?;
+    let mut txn = conn.begin().await.map_err(sqlx_error)?;
+    sqlx::raw_sql(READ_ONLY_SNAPSHOT)
         .execute(&mut *txn)
         .await
-        .map_err(err)?;
+        .map_err(sqlx_error)?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *txn)
+        .await
+        .map_err(sqlx_error)?;
+    let numbers = tokio::spawn(read_numbers(
+        pool.clone(),
+        snapshot,
+        Builder::with_capacity(table.capacity() / 2),
+    ));
     let version: i64 = sqlx::query_scalar(VERSION)
         .fetch_optional(&mut *txn)
         .await
-        .map_err(err)?
+        .map_err(sqlx_error)?
         .unwrap_or_default();
     let mut keys: Vec<KeyRow> = Vec::new();
     pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
     let mut workflows: Vec<WorkflowRow> = Vec::new();
     pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
     let mut compilation = Compilation::new(table, version, keys, workflows);
-    pg_copy::rows(&mut txn, NUMBERS, |row| compilation.number(row)).await?;
     pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
-    txn.commit().await.map_err(err)?;
+    let numbers = numbers
+        .await
+        .map_err(|e| DbErr::Custom(format!("reading numbers failed: {e}")))??;
+    // The exporting transaction stays open until the importer is done with the snapshot.
+    txn.commit().await.map_err(sqlx_error)?;
+    compilation.table.append(numbers);
     Ok(compilation)
+}
+
+const READ_ONLY_SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+fn sqlx_error(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
+}
+
+/// The numbers, read in the exported `snapshot` on a connection of its own.
+async fn read_numbers(
+    pool: sea_orm::sqlx::PgPool,
+    snapshot: String,
+    mut table: Builder,
+) -> Result<Builder, DbErr> {
+    use sea_orm::sqlx::{self, Connection};
+    // Snapshot ids are PostgreSQL's own (hex digits and dashes); refuse anything else
+    // rather than put it in SQL.
+    if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(DbErr::Custom(format!(
+            "unexpected snapshot id {snapshot:?}"
+        )));
+    }
+    let mut conn = pool.acquire().await.map_err(sqlx_error)?;
+    let mut txn = conn.begin().await.map_err(sqlx_error)?;
+    sqlx::raw_sql(READ_ONLY_SNAPSHOT)
+        .execute(&mut *txn)
+        .await
+        .map_err(sqlx_error)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET TRANSACTION SNAPSHOT '{snapshot}'"
+    )))
+    .execute(&mut *txn)
+    .await
+    .map_err(sqlx_error)?;
+    pg_copy::rows(&mut txn, NUMBERS, |row| push_number(&mut table, row)).await?;
+    txn.commit().await.map_err(sqlx_error)?;
+    Ok(table)
 }
 
 /// Other databases (SQLite): one transaction through sea-orm; numbers and triggers streamed
@@ -240,6 +291,21 @@ impl FromCopy for TriggerRow {
     }
 }
 
+fn push_number(table: &mut Builder, row: NumberRow) {
+    let (id, project_id, phone_number_id, display_phone_number, is_default, access_token) = row;
+    table.push(&entry(
+        number_key(id),
+        Entry::Number(pb::NumberRoute {
+            whatsapp_config_id: id,
+            project_id,
+            phone_number_id,
+            display_phone_number,
+            is_default,
+            access_token,
+        }),
+    ));
+}
+
 /// A table being compiled: API keys and workflows first, then numbers and triggers row by
 /// row, then the workflows' routes (which the triggers complete).
 struct Compilation {
@@ -289,18 +355,7 @@ impl Compilation {
     }
 
     fn number(&mut self, row: NumberRow) {
-        let (id, project_id, phone_number_id, display_phone_number, is_default, access_token) = row;
-        self.table.push(&entry(
-            number_key(id),
-            Entry::Number(pb::NumberRoute {
-                whatsapp_config_id: id,
-                project_id,
-                phone_number_id,
-                display_phone_number,
-                is_default,
-                access_token,
-            }),
-        ));
+        push_number(&mut self.table, row);
     }
 
     fn trigger(&mut self, row: TriggerRow) {

@@ -94,6 +94,30 @@ impl Builder {
         });
     }
 
+    /// Entries the builder has room for without growing its index.
+    pub fn capacity(&self) -> usize {
+        self.spans.capacity()
+    }
+
+    /// Appends every entry of `other` (built separately, e.g. on another connection).
+    pub fn append(&mut self, mut other: Builder) {
+        if !self.current.is_empty() {
+            let current = std::mem::take(&mut self.current);
+            self.segments.push(current.freeze());
+        }
+        if !other.current.is_empty() {
+            other
+                .segments
+                .push(std::mem::take(&mut other.current).freeze());
+        }
+        let offset = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
+        self.segments.extend(other.segments);
+        self.spans.extend(other.spans.into_iter().map(|s| Span {
+            segment: s.segment + offset,
+            ..s
+        }));
+    }
+
     pub fn finish(mut self, version: i64) -> CompiledTable {
         if !self.current.is_empty() {
             self.segments.push(self.current.freeze());
@@ -283,6 +307,28 @@ mod tests {
         assert!(CompiledTable::diff(&old, &new, 10).is_none());
         let same = CompiledTable::diff(&new, &new, 0).unwrap_or_default();
         assert!(same.upserts.is_empty() && same.removals.is_empty());
+    }
+
+    #[test]
+    fn appended_builders_keep_every_entry() {
+        let mut a = Builder::with_segments(0, 64);
+        let mut b = Builder::with_segments(0, 64);
+        for i in 0..10 {
+            a.push(&number(i, "+1"));
+            b.push(&number(100 + i, "+2"));
+        }
+        a.append(b);
+        a.push(&number(7, "+3"));
+        let t = a.finish(1);
+        assert_eq!(t.len(), 21);
+        assert_eq!(t.get("n:105"), Some(number(105, "+2")));
+        assert_eq!(t.get("n:7"), Some(number(7, "+3")));
+        let decoded: usize = t
+            .chunks()
+            .iter()
+            .map(|c| pb::RoutingEntries::decode(c.clone()).map_or(0, |e| e.entries.len()))
+            .sum();
+        assert_eq!(decoded, 21);
     }
 
     #[test]
