@@ -6,7 +6,7 @@
 //! Entries are kept in a compact form (UUIDs as 128-bit values, Meta ids as integers, types
 //! as small enums) rather than as received protobuf messages, and the large collections are
 //! dense (items in a vector, indexes of positions; see [`super::dense`]): a million numbers
-//! and a million triggers take about 200 MB. [`RoutingTable::to_entries`] gives the
+//! and a million triggers take about 250 MB. [`RoutingTable::to_entries`] gives the
 //! protobuf form back for persistence.
 
 use super::dense::{Dense, Hasher, Keyed, Positions};
