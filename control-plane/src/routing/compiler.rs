@@ -34,7 +34,7 @@ fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
     }
 }
 
-/// Reads the catalog in one consistent read-only transaction and compiles it.
+/// Reads the catalog at one consistent snapshot (read-only) and compiles it.
 pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
     compile_like(catalog, &CompiledTable::default()).await
 }
@@ -91,17 +91,29 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
         snapshot,
         Builder::with_capacity(table.capacity() / 2),
     ));
-    let version: i64 = sqlx::query_scalar(VERSION)
-        .fetch_optional(&mut *txn)
-        .await
-        .map_err(sqlx_error)?
-        .unwrap_or_default();
-    let mut keys: Vec<KeyRow> = Vec::new();
-    pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
-    let mut workflows: Vec<WorkflowRow> = Vec::new();
-    pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
-    let mut compilation = Compilation::new(table, version, keys, workflows);
-    pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
+    let rest = async {
+        let version: i64 = sqlx::query_scalar(VERSION)
+            .fetch_optional(&mut *txn)
+            .await
+            .map_err(sqlx_error)?
+            .unwrap_or_default();
+        let mut keys: Vec<KeyRow> = Vec::new();
+        pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
+        let mut workflows: Vec<WorkflowRow> = Vec::new();
+        pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
+        let mut compilation = Compilation::new(table, version, keys, workflows);
+        pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
+        Ok::<_, DbErr>(compilation)
+    }
+    .await;
+    let mut compilation = match rest {
+        Ok(compilation) => compilation,
+        Err(err) => {
+            // Nobody wants the numbers any more.
+            numbers.abort();
+            return Err(err);
+        }
+    };
     let numbers = numbers
         .await
         .map_err(|e| DbErr::Custom(format!("reading numbers failed: {e}")))??;
