@@ -27,9 +27,9 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     println!(
-        "| triggers | compile (CP) | change → applied on DP | → ACK (persisted) | DP RSS at ACK | DP RSS 2 s later | DP peak RSS | new DP joins (push + apply) |"
+        "| triggers | compile (CP) | change → applied on DP | → ACK (persisted) | DP RSS at ACK | DP RSS 2 s later | DP peak RSS | new DP joins (push + apply) | one trigger change → applied |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         table_size(n).await?;
     }
@@ -106,6 +106,18 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let mut admin = cp.admin().await?;
     let p = admin.project("bench").await?;
     let w = admin.workflow(&p.id, "bench", "active").await?;
+    // One trigger to change through the admin API once the catalog is large.
+    admin.number(&p.id, "999999999999999", false).await?;
+    let probe = admin
+        .trigger(
+            &w.id,
+            spec(
+                "whatsapp_event",
+                Some("999999999999999"),
+                Some("whatsapp.message.read"),
+            ),
+        )
+        .await?;
     let initial = admin.routing_version().await?;
 
     let state = tempfile::tempdir()?;
@@ -151,15 +163,23 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     wait_version(&http, &mut second, &second_readyz, version, 2).await?;
     let join = joined.elapsed();
 
+    // One trigger change on the large catalog: admin call → applied on the first node.
+    let changed = Instant::now();
+    admin.deactivate(&probe.id).await?;
+    let version = admin.routing_version().await?;
+    wait_version(&http, &mut child, &readyz, version, 2).await?;
+    let one_change = changed.elapsed();
+
     println!(
-        "| {n} | {} | {} | {} | {:.0} MiB | {:.0} MiB | {:.0} MiB | {} |",
+        "| {n} | {} | {} | {} | {:.0} MiB | {:.0} MiB | {:.0} MiB | {} | {} |",
         ms(compile),
         ms(applied),
         ms(acked),
         rss_now,
         rss_steady,
         rss_peak,
-        ms(join)
+        ms(join),
+        ms(one_change)
     );
     child.kill().await?;
     second.kill().await?;
