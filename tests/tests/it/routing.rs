@@ -333,7 +333,13 @@ async fn refused_entries_are_nacked_and_shown_in_nodes_list(b: Backend) -> anyho
             .map(|t| t.id.to_string()),
         Some(good.id)
     );
-    let nodes = nodes_until(&mut a, |n| n.iter().any(|n| n.last_error.is_some())).await?;
+    // The row is committed before the version bump, so a compile between the two may
+    // already carry it (and be NACKed) at the earlier version: wait for the bumped one.
+    let nodes = nodes_until(&mut a, |n| {
+        n.iter()
+            .any(|n| n.last_error.is_some() && n.applied_version >= version)
+    })
+    .await?;
     let error = nodes[0].last_error.clone().unwrap_or_default();
     assert!(
         error.contains(bad_id) && error.contains("whatsapp.message.edited"),
