@@ -74,14 +74,9 @@ const TRIGGERS: &str = "SELECT id, workflow_id, project_id, trigger_type, whatsa
 /// tables — are read at the same time on two connections and two cores; every table is
 /// read with `COPY` and compiled row by row as it arrives.
 async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation, DbErr> {
-    use sea_orm::sqlx::{self, Connection};
+    use sea_orm::sqlx;
     let pool = catalog.connection().get_postgres_connection_pool();
-    let mut conn = pool.acquire().await.map_err(sqlx_error)?;
-    let mut txn = conn.begin().await.map_err(sqlx_error)?;
-    sqlx::raw_sql(READ_ONLY_SNAPSHOT)
-        .execute(&mut *txn)
-        .await
-        .map_err(sqlx_error)?;
+    let mut txn = read_only_transaction(pool).await?;
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *txn)
         .await
@@ -123,7 +118,17 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
     Ok(compilation)
 }
 
-const READ_ONLY_SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/// A REPEATABLE READ, READ ONLY transaction on a connection of the pool.
+async fn read_only_transaction(
+    pool: &sea_orm::sqlx::PgPool,
+) -> Result<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>, DbErr> {
+    let mut txn = pool.begin().await.map_err(sqlx_error)?;
+    sea_orm::sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *txn)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(txn)
+}
 
 fn sqlx_error(e: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
@@ -135,7 +140,7 @@ async fn read_numbers(
     snapshot: String,
     mut table: Builder,
 ) -> Result<Builder, DbErr> {
-    use sea_orm::sqlx::{self, Connection};
+    use sea_orm::sqlx;
     // Snapshot ids are PostgreSQL's own (hex digits and dashes); refuse anything else
     // rather than put it in SQL.
     if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
@@ -143,12 +148,7 @@ async fn read_numbers(
             "unexpected snapshot id {snapshot:?}"
         )));
     }
-    let mut conn = pool.acquire().await.map_err(sqlx_error)?;
-    let mut txn = conn.begin().await.map_err(sqlx_error)?;
-    sqlx::raw_sql(READ_ONLY_SNAPSHOT)
-        .execute(&mut *txn)
-        .await
-        .map_err(sqlx_error)?;
+    let mut txn = read_only_transaction(&pool).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET TRANSACTION SNAPSHOT '{snapshot}'"
     )))
