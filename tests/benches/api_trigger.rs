@@ -32,13 +32,12 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
-use switchboard_tests::bench::{env_or, free_port, wait_http};
-use switchboard_tests::platform::Tenant;
-use switchboard_tests::{
-    Backend, ControlPlane, META_APP_SECRET, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary,
+use switchboard_tests::bench::{
+    data_plane_command, env_or, free_port, under_fresh_prefix, wait_http,
 };
+use switchboard_tests::platform::Tenant;
+use switchboard_tests::{Backend, ControlPlane, META_APP_SECRET, TestDb};
 use tokio::net::{TcpListener, TcpStream};
 
 const BASELINE_ROLE: &str = "SB_BENCH_BASELINE_LISTEN";
@@ -57,17 +56,11 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(&redis_url, connections, Duration::from_secs(seconds)))
-}
-
-/// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the
-/// bench fails.
-async fn run(redis_url: &str, connections: usize, duration: Duration) -> anyhow::Result<()> {
-    let prefix = format!("sbbench-{}", uuid::Uuid::now_v7().simple());
-    let result = measure(redis_url, &prefix, connections, duration).await;
-    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
-    println!("deleted {deleted} bench keys");
-    result
+    let duration = Duration::from_secs(seconds);
+    let url = redis_url.as_str();
+    runtime.block_on(under_fresh_prefix(url, |prefix| async move {
+        measure(url, &prefix, connections, duration).await
+    }))
 }
 
 async fn measure(
@@ -99,20 +92,10 @@ async fn measure(
     let state = tempfile::tempdir()?;
 
     let dp_addr = free_port()?;
-    let mut dp = tokio::process::Command::new(binary("data-plane")?)
-        .args(["--control-plane", &cp.grpc_url, "--node-id", "bench"])
-        .args(["--http-listen", &dp_addr.to_string()])
-        .args(["--grpc-listen", &free_port()?.to_string()])
+    let mut dp = data_plane_command(&cp.grpc_url, "bench", (dp_addr, free_port()?), state.path())?
         .args(["--redis-url", redis_url, "--redis-key-prefix", prefix])
         .args(["--execution-retention", "10m"])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
-        .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
         .env("SWITCHBOARD_META_APP_SECRET", META_APP_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     wait_http(dp_addr, "/readyz").await?;
 

@@ -11,9 +11,8 @@ use switchboard_control_plane::catalog::Catalog;
 use switchboard_control_plane::routing::compiler;
 use switchboard_proto::v1 as pb;
 use switchboard_tests::admin::spec;
-use switchboard_tests::{
-    Backend, ControlPlane, DataPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary, bulk,
-};
+use switchboard_tests::bench::{data_plane_command, free_port};
+use switchboard_tests::{Admin, Backend, ControlPlane, DataPlane, TestDb, bulk};
 
 /// The control plane runs in this process: the allocator of the `control-plane` binary.
 #[global_allocator]
@@ -60,21 +59,30 @@ fn spawn_data_plane(
     node_id: &str,
     state_dir: &std::path::Path,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = tokio::process::Command::new(binary("data-plane")?)
-        .args(["--control-plane", control_plane, "--node-id", node_id])
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-listen", "127.0.0.1:0"])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
-        .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    Ok((child, format!("http://127.0.0.1:{port}/readyz")))
+    let http = free_port()?;
+    let child =
+        data_plane_command(control_plane, node_id, (http, free_port()?), state_dir)?.spawn()?;
+    Ok((child, format!("http://{http}/readyz")))
+}
+
+/// An event trigger on a number of its own, to change through the admin API.
+async fn probe_trigger(
+    admin: &mut Admin,
+    project_id: &str,
+    workflow_id: &str,
+) -> anyhow::Result<pb::Trigger> {
+    admin.number(project_id, "999999999999999", false).await?;
+    admin
+        .trigger(
+            workflow_id,
+            spec(
+                "whatsapp_event",
+                Some("999999999999999"),
+                Some("whatsapp.message.read"),
+            ),
+        )
+        .await
+        .map_err(Into::into)
 }
 
 async fn readyz_version(client: &reqwest::Client, url: &str) -> Option<i64> {
@@ -107,17 +115,7 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let p = admin.project("bench").await?;
     let w = admin.workflow(&p.id, "bench", "active").await?;
     // One trigger to change through the admin API once the catalog is large.
-    admin.number(&p.id, "999999999999999", false).await?;
-    let probe = admin
-        .trigger(
-            &w.id,
-            spec(
-                "whatsapp_event",
-                Some("999999999999999"),
-                Some("whatsapp.message.read"),
-            ),
-        )
-        .await?;
+    let probe = probe_trigger(&mut admin, &p.id, &w.id).await?;
     let initial = admin.routing_version().await?;
 
     let state = tempfile::tempdir()?;
@@ -193,17 +191,7 @@ async fn propagation(nodes: usize, changes: usize) -> anyhow::Result<()> {
     let p = admin.project("bench").await?;
     let w = admin.workflow(&p.id, "bench", "active").await?;
     bulk::message_triggers(&db.url, &p.id, &w.id, 800_000_000_000_000, 1000).await?;
-    admin.number(&p.id, "999999999999999", false).await?;
-    let t = admin
-        .trigger(
-            &w.id,
-            spec(
-                "whatsapp_event",
-                Some("999999999999999"),
-                Some("whatsapp.message.read"),
-            ),
-        )
-        .await?;
+    let t = probe_trigger(&mut admin, &p.id, &w.id).await?;
     let state = tempfile::tempdir()?;
     let mut dps = Vec::new();
     for i in 0..nodes {

@@ -12,13 +12,14 @@
 //! Keys go under a unique prefix and are deleted at the end.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use switchboard_data_plane::executions::{Admission, NewExecution, Store, keys};
-use switchboard_tests::bench::{env_or, free_port, wait_http};
+use switchboard_tests::bench::{
+    data_plane_command, env_or, free_port, under_fresh_prefix, wait_http,
+};
 use switchboard_tests::platform::Tenant;
 use switchboard_tests::runner::Runner;
-use switchboard_tests::{Backend, ControlPlane, NODE_TOKEN, RUNNER_TOKEN, TestDb, binary};
+use switchboard_tests::{Backend, ControlPlane, TestDb};
 use uuid::Uuid;
 
 fn main() -> anyhow::Result<()> {
@@ -26,22 +27,14 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(
-        &switchboard_tests::redis::redis_url(),
-        env_or("SB_BENCH_EXECUTIONS", 20_000),
-        env_or("SB_BENCH_RUNNERS", 4),
-        std::env::var("SB_BENCH_END").is_ok_and(|v| v == "1"),
-    ))
-}
-
-/// Runs the bench under a fresh key prefix and deletes the keys afterwards, also when the
-/// bench fails.
-async fn run(redis_url: &str, executions: usize, runners: usize, end: bool) -> anyhow::Result<()> {
-    let prefix = format!("sbbench-{}", Uuid::now_v7().simple());
-    let result = measure(redis_url, &prefix, executions, runners, end).await;
-    let deleted = switchboard_tests::redis::delete_prefix(redis_url, &prefix).await?;
-    println!("deleted {deleted} bench keys");
-    result
+    let redis_url = switchboard_tests::redis::redis_url();
+    let executions = env_or("SB_BENCH_EXECUTIONS", 20_000);
+    let runners = env_or("SB_BENCH_RUNNERS", 4);
+    let end = std::env::var("SB_BENCH_END").is_ok_and(|v| v == "1");
+    let url = redis_url.as_str();
+    runtime.block_on(under_fresh_prefix(url, |prefix| async move {
+        measure(url, &prefix, executions, runners, end).await
+    }))
 }
 
 async fn measure(
@@ -57,19 +50,9 @@ async fn measure(
     let tenant = Tenant::seed(&mut admin, "bench", None).await?;
     let state = tempfile::tempdir()?;
     let (http, grpc) = (free_port()?, free_port()?);
-    let mut dp = tokio::process::Command::new(binary("data-plane")?)
-        .args(["--control-plane", &cp.grpc_url, "--node-id", "bench"])
-        .args(["--http-listen", &http.to_string()])
-        .args(["--grpc-listen", &grpc.to_string()])
+    let mut dp = data_plane_command(&cp.grpc_url, "bench", (http, grpc), state.path())?
         .args(["--redis-url", redis_url, "--redis-key-prefix", prefix])
         .args(["--execution-retention", "10m"])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("SWITCHBOARD_NODE_TOKEN", NODE_TOKEN)
-        .env("SWITCHBOARD_RUNNER_TOKEN", RUNNER_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     wait_http(http, "/readyz").await?;
 
