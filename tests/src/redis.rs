@@ -29,14 +29,31 @@ impl TestRedis {
         }
     }
 
-    /// Every key under the prefix.
+    /// Every key under the prefix, sorted (`KEYS` answers in hash-table order, which
+    /// changes when Redis rehashes).
     pub fn keys(&self) -> anyhow::Result<Vec<String>> {
         let client = redis::Client::open(self.url.as_str())?;
         let mut connection = client.get_connection()?;
-        let keys: Vec<String> = redis::cmd("KEYS")
+        let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}:*", self.prefix))
             .query(&mut connection)?;
+        keys.sort_unstable();
         Ok(keys)
+    }
+
+    /// Every key under the prefix with its serialized value (`DUMP`), to assert that
+    /// nothing was written: a new key, a changed field or a stream entry all show.
+    pub fn contents(&self) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut connection = client.get_connection()?;
+        let mut contents = std::collections::BTreeMap::new();
+        for key in self.keys()? {
+            let value: Option<Vec<u8>> = redis::cmd("DUMP").arg(&key).query(&mut connection)?;
+            if let Some(value) = value {
+                contents.insert(key, value);
+            }
+        }
+        Ok(contents)
     }
 }
 
