@@ -105,6 +105,7 @@ fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
             chunk_index: u32::try_from(i).unwrap_or(u32::MAX),
             chunk_count: count,
             entries,
+            counts: (i == 0).then(|| table.counts()),
         })
         .collect()
 }
@@ -232,5 +233,8 @@ mod tests {
                 .iter()
                 .all(|c| c.chunk_count as usize == chunks.len())
         );
+        // Only the first chunk announces the counts (entries without a kind count nowhere).
+        assert_eq!(chunks[0].counts, Some(pb::EntryCounts::default()));
+        assert!(chunks[1..].iter().all(|c| c.counts.is_none()));
     }
 }

@@ -35,6 +35,7 @@ pub struct Builder {
     segments: Vec<Bytes>,
     current: BytesMut,
     spans: Vec<Span>,
+    counts: pb::EntryCounts,
 }
 
 impl Default for Builder {
@@ -55,6 +56,7 @@ impl Builder {
             segments: Vec::new(),
             current: BytesMut::new(),
             spans: Vec::with_capacity(entries),
+            counts: pb::EntryCounts::default(),
         }
     }
 
@@ -85,6 +87,7 @@ impl Builder {
         // prost writes fields in tag order, so a non-empty key (field 1) comes first.
         let key_len = entry.key.len();
         let key_at = (len - message_len) + 1 + prost::encoding::encoded_len_varint(key_len as u64);
+        count(&mut self.counts, entry);
         self.spans.push(Span {
             segment: u32::try_from(self.segments.len()).unwrap_or(u32::MAX),
             start: u32::try_from(start).unwrap_or(u32::MAX),
@@ -110,6 +113,11 @@ impl Builder {
                 .segments
                 .push(std::mem::take(&mut other.current).freeze());
         }
+        let c = &mut self.counts;
+        c.api_keys += other.counts.api_keys;
+        c.numbers += other.counts.numbers;
+        c.workflows += other.counts.workflows;
+        c.triggers += other.counts.triggers;
         let offset = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
         self.segments.extend(other.segments);
         self.spans.extend(other.spans.into_iter().map(|s| Span {
@@ -126,6 +134,7 @@ impl Builder {
             version,
             segments: self.segments,
             spans: self.spans,
+            counts: self.counts,
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
         };
@@ -149,12 +158,25 @@ impl Builder {
     }
 }
 
+/// Counts `entry` with its kind.
+fn count(counts: &mut pb::EntryCounts, entry: &pb::RoutingEntry) {
+    use switchboard_proto::v1::routing_entry::Entry;
+    match entry.entry {
+        Some(Entry::ApiKey(_)) => counts.api_keys += 1,
+        Some(Entry::Number(_)) => counts.numbers += 1,
+        Some(Entry::Workflow(_)) => counts.workflows += 1,
+        Some(Entry::Trigger(_)) => counts.triggers += 1,
+        None => {}
+    }
+}
+
 /// A routing table at one version.
 #[derive(Debug)]
 pub struct CompiledTable {
     pub version: i64,
     segments: Vec<Bytes>,
     spans: Vec<Span>,
+    counts: pb::EntryCounts,
     /// Positions in `spans`, by key.
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
@@ -216,6 +238,11 @@ impl CompiledTable {
     /// The table as encoded `RoutingEntries` messages (its segments) of about
     /// [`SEGMENT_BYTES`] each; an entry larger than that has a chunk of its own. Always at
     /// least one chunk, empty for an empty table.
+    /// How many entries of each kind the table holds.
+    pub fn counts(&self) -> pb::EntryCounts {
+        self.counts
+    }
+
     pub fn chunks(&self) -> Vec<Bytes> {
         if self.segments.is_empty() {
             return vec![Bytes::new()];
@@ -319,8 +346,22 @@ mod tests {
         }
         a.append(b);
         a.push(&number(7, "+3"));
+        a.push(&pb::RoutingEntry {
+            key: "t:1".into(),
+            entry: Some(Entry::Trigger(pb::TriggerRoute::default())),
+        });
         let t = a.finish(1);
-        assert_eq!(t.len(), 21);
+        assert_eq!(t.len(), 22);
+        let counts = t.counts();
+        assert_eq!(
+            (
+                counts.api_keys,
+                counts.numbers,
+                counts.workflows,
+                counts.triggers
+            ),
+            (0, 21, 0, 1)
+        );
         assert_eq!(t.get("n:105"), Some(number(105, "+2")));
         assert_eq!(t.get("n:7"), Some(number(7, "+3")));
         let decoded: usize = t
@@ -328,7 +369,7 @@ mod tests {
             .iter()
             .map(|c| pb::RoutingEntries::decode(c.clone()).map_or(0, |e| e.entries.len()))
             .sum();
-        assert_eq!(decoded, 21);
+        assert_eq!(decoded, 22);
     }
 
     #[test]

@@ -52,12 +52,27 @@ impl<T> Default for Dense<T> {
 }
 
 impl<T: Keyed> Dense<T> {
+    /// Room for `capacity` items without growing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            items: Vec::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity),
+            hasher: Hasher::default(),
+        }
+    }
+
     fn hash(&self, key: &T::Key) -> u32 {
         self.hasher.hash_one(key) as u32
     }
 
     pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// Items the store holds without growing.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.items.capacity()
     }
 
     /// Position of the item with `key`.

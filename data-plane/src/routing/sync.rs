@@ -6,15 +6,15 @@
 use super::slot::{RoutingSlot, Source};
 use super::snapshot_file;
 use super::table::{Builder, ParsedChunk, RoutingTable};
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_distribution_client::RoutingDistributionClient;
 use switchboard_proto::v1::sync_request::Msg as Out;
 use switchboard_proto::v1::sync_response::Msg as In;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -22,8 +22,11 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const SILENCE: Duration = Duration::from_secs(35);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// Snapshot chunks parsed ahead (in parallel) of the one being added to the table.
+/// Parsed snapshot chunks queued for the adder before the stream waits.
 const PARSE_AHEAD: usize = 2;
+/// Entries a snapshot chunk can hold at most (1 MiB chunks, no entry under 16 bytes): bounds
+/// the table size a snapshot's announced counts can reserve.
+const MAX_ENTRIES_PER_CHUNK: usize = 64 * 1024;
 
 /// What the follower needs to know.
 #[derive(Clone, Debug)]
@@ -140,8 +143,14 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
                     pending = Some(p);
                     continue;
                 }
-                Collected::Complete(version, builder) => {
-                    build(move || builder.build(version)).await?
+                Collected::Complete(version, builder, started) => {
+                    let table = build(move || builder.build(version)).await?;
+                    tracing::info!(
+                        version,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "snapshot received and indexed"
+                    );
+                    table
                 }
             },
             In::Delta(delta) => {
@@ -160,19 +169,79 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
 }
 
 /// Chunks of one snapshot being received. Each is decoded and parsed on the blocking pool
-/// as it arrives (the received messages are freed at once), up to [`PARSE_AHEAD`] of them
-/// in parallel, and added to the table in order.
+/// as it arrives (the received message is freed at once), several in parallel, and an
+/// adder task adds them to the table in order; receiving, parsing and adding overlap, and
+/// the stream waits only when [`PARSE_AHEAD`] parsed chunks are queued for the adder.
 struct Pending {
     version: i64,
     next: u32,
     count: u32,
-    parsing: VecDeque<tokio::task::JoinHandle<Result<ParsedChunk, SessionError>>>,
-    builder: Builder,
+    started: Instant,
+    /// To the adder; `None` once the last chunk is in.
+    parsing: Option<mpsc::Sender<ParseTask>>,
+    adder: Option<JoinHandle<Result<Builder, SessionError>>>,
 }
+
+type ParseTask = JoinHandle<Result<ParsedChunk, SessionError>>;
 
 enum Collected {
     Partial(Pending),
-    Complete(i64, Builder),
+    /// The version, its entries, and when its first chunk arrived.
+    Complete(i64, Box<Builder>, Instant),
+}
+
+impl Pending {
+    fn start(first: &pb::SnapshotChunk) -> Self {
+        // The announced counts size the table once; bounded by what the chunks can hold.
+        let limit = (first.chunk_count as usize).saturating_mul(MAX_ENTRIES_PER_CHUNK);
+        let mut builder = first
+            .counts
+            .map(|counts| Builder::with_counts(&counts, limit))
+            .unwrap_or_default();
+        let (tx, mut rx) = mpsc::channel::<ParseTask>(PARSE_AHEAD);
+        let adder = tokio::spawn(async move {
+            while let Some(parsing) = rx.recv().await {
+                let parsed = parsing.await.map_err(|e| {
+                    SessionError::Protocol(format!("snapshot chunk parse failed: {e}"))
+                })??;
+                builder = build(move || {
+                    builder.add_parsed(parsed);
+                    builder
+                })
+                .await?;
+            }
+            Ok(builder)
+        });
+        Self {
+            version: first.version,
+            next: 0,
+            count: first.chunk_count,
+            started: Instant::now(),
+            parsing: Some(tx),
+            adder: Some(adder),
+        }
+    }
+
+    /// Waits for the adder to add every queued chunk; gives the builder.
+    async fn finish(mut self) -> Result<Builder, SessionError> {
+        self.parsing = None;
+        let adder = self
+            .adder
+            .take()
+            .ok_or_else(|| SessionError::Protocol("snapshot already finished".into()))?;
+        adder
+            .await
+            .map_err(|e| SessionError::Protocol(format!("snapshot build failed: {e}")))?
+    }
+}
+
+impl Drop for Pending {
+    /// An abandoned snapshot (a new one started, or the stream ended) stops its adder.
+    fn drop(&mut self) {
+        if let Some(adder) = &self.adder {
+            adder.abort();
+        }
+    }
 }
 
 async fn collect(
@@ -180,13 +249,7 @@ async fn collect(
     chunk: pb::SnapshotChunk,
 ) -> Result<Collected, SessionError> {
     let pending = if chunk.chunk_index == 0 {
-        Some(Pending {
-            version: chunk.version,
-            next: 0,
-            count: chunk.chunk_count,
-            parsing: VecDeque::new(),
-            builder: Builder::default(),
-        })
+        Some(Pending::start(&chunk))
     } else {
         pending
     };
@@ -197,32 +260,38 @@ async fn collect(
                 && p.count == chunk.chunk_count
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
-    p.parsing.push_back(tokio::task::spawn_blocking(move || {
+    let parsing = tokio::task::spawn_blocking(move || {
         let decoded = <pb::RoutingEntries as prost::Message>::decode(chunk.entries)
             .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))?;
         Ok(ParsedChunk::parse(decoded.entries))
-    }));
-    p.next += 1;
-    let last = p.next >= p.count;
-    while p.parsing.len() > PARSE_AHEAD || (last && !p.parsing.is_empty()) {
-        let Some(parsing) = p.parsing.pop_front() else {
-            break;
-        };
-        let parsed = parsing
-            .await
-            .map_err(|e| SessionError::Protocol(format!("snapshot chunk parse failed: {e}")))??;
-        let mut builder = std::mem::take(&mut p.builder);
-        p.builder = build(move || {
-            builder.add_parsed(parsed);
-            builder
-        })
-        .await?;
+    });
+    let queued = match &p.parsing {
+        Some(tx) => tx.send(parsing).await.is_ok(),
+        None => false,
+    };
+    if !queued {
+        // The adder stopped early: it says why.
+        return Err(match p.finish().await {
+            Err(err) => err,
+            Ok(_) => SessionError::Protocol("snapshot adder stopped".into()),
+        });
     }
-    Ok(if last {
-        Collected::Complete(p.version, p.builder)
-    } else {
-        Collected::Partial(p)
-    })
+    p.next += 1;
+    if p.next < p.count {
+        return Ok(Collected::Partial(p));
+    }
+    tracing::debug!(
+        version = p.version,
+        chunks = p.count,
+        elapsed_ms = p.started.elapsed().as_millis() as u64,
+        "last snapshot chunk received"
+    );
+    let (version, started) = (p.version, p.started);
+    Ok(Collected::Complete(
+        version,
+        Box::new(p.finish().await?),
+        started,
+    ))
 }
 
 /// Runs CPU-heavy table building on the blocking pool, away from request handling.
@@ -241,6 +310,7 @@ async fn install(config: &Follow, slot: &RoutingSlot, table: RoutingTable) -> Ou
     slot.store(table.clone(), Source::ControlPlane);
     let dir = config.state_dir.clone();
     let persisted = table.clone();
+    let started = Instant::now();
     let saved = tokio::task::spawn_blocking(move || snapshot_file::save(&dir, &persisted)).await;
     match saved {
         Ok(Ok(())) => {}
@@ -250,7 +320,11 @@ async fn install(config: &Follow, slot: &RoutingSlot, table: RoutingTable) -> Ou
     let rejected = table.rejected();
     metrics::gauge!("switchboard_routing_rejected_entries").set(rejected.len() as f64);
     if rejected.is_empty() {
-        tracing::info!(version, "routing table applied");
+        tracing::info!(
+            version,
+            persist_ms = started.elapsed().as_millis() as u64,
+            "routing table applied"
+        );
         Out::Ack(pb::Ack { version })
     } else {
         tracing::warn!(

@@ -356,6 +356,21 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder sized for the snapshot's announced entry counts, each capped at `limit`
+    /// (the counts are a hint from the control plane; a wrong one only costs growth).
+    pub fn with_counts(counts: &pb::EntryCounts, limit: usize) -> Self {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(limit);
+        Self {
+            sources: Sources {
+                api_keys: Dense::with_capacity(size(counts.api_keys)),
+                numbers: Dense::with_capacity(size(counts.numbers)),
+                workflows: Dense::with_capacity(size(counts.workflows)),
+                triggers: Dense::with_capacity(size(counts.triggers)),
+                unparsed: HashMap::default(),
+            },
+        }
+    }
+
     pub fn add(&mut self, entries: impl IntoIterator<Item = pb::RoutingEntry>) {
         for entry in entries {
             insert(&mut self.sources, parse(entry));
@@ -750,6 +765,36 @@ mod tests {
         assert!(next.message_trigger(1).is_none());
         assert!(t.message_trigger(1).is_some(), "the old table is untouched");
         assert!(next.apply(&delta).is_err());
+    }
+
+    #[test]
+    fn announced_counts_only_size_the_table() {
+        // Too small, absurdly large (capped), and right: the same table every time.
+        let hints = [
+            pb::EntryCounts::default(),
+            pb::EntryCounts {
+                api_keys: u64::MAX,
+                numbers: u64::MAX,
+                workflows: u64::MAX,
+                triggers: u64::MAX,
+            },
+            pb::EntryCounts {
+                api_keys: 1,
+                numbers: 1,
+                workflows: 1,
+                triggers: 2,
+            },
+        ];
+        let expected: Vec<pb::RoutingEntry> =
+            RoutingTable::build(5, sample()).to_entries().collect();
+        for hint in hints {
+            let mut builder = Builder::with_counts(&hint, 1000);
+            builder.add_parsed(ParsedChunk::parse(sample()));
+            let t = builder.build(5);
+            assert!(t.rejected().is_empty(), "{:?}", t.rejected());
+            assert_eq!(t.to_entries().collect::<Vec<_>>(), expected);
+            assert!(t.sources.triggers.capacity() <= 1000);
+        }
     }
 
     #[test]
