@@ -10,6 +10,7 @@ use axum::{Json, Router, routing::get, routing::post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct PlatformState {
@@ -18,6 +19,9 @@ pub struct PlatformState {
 }
 
 pub fn routes(state: PlatformState) -> Router {
+    // Shared, so that handing it to each request is one reference count, not one per
+    // connection pool, script and metric handle inside.
+    let state = Arc::new(state);
     Router::new()
         .route(
             "/platform/v1/workflows/{workflow_id}/executions",
@@ -105,7 +109,7 @@ pub(super) async fn read_body(
 }
 
 async fn start(
-    State(state): State<PlatformState>,
+    State(state): State<Arc<PlatformState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(workflow_id): Path<String>,
     request: axum::extract::Request,
@@ -156,7 +160,7 @@ async fn start(
 
 /// `POST /platform/v1/workflows/{workflow_id}/test_executions`.
 async fn start_test(
-    State(state): State<PlatformState>,
+    State(state): State<Arc<PlatformState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(workflow_id): Path<String>,
     request: axum::extract::Request,
@@ -196,7 +200,7 @@ struct ListParams {
 }
 
 async fn list(
-    State(state): State<PlatformState>,
+    State(state): State<Arc<PlatformState>>,
     Path(workflow_id): Path<String>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
@@ -222,7 +226,7 @@ async fn list(
 }
 
 async fn show(
-    State(state): State<PlatformState>,
+    State(state): State<Arc<PlatformState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -231,7 +235,7 @@ async fn show(
 }
 
 async fn update(
-    State(state): State<PlatformState>,
+    State(state): State<Arc<PlatformState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct WhatsAppState {
@@ -26,7 +27,7 @@ pub fn routes(state: WhatsAppState) -> Router {
             get(show).patch(update),
         )
         .route("/platform/v1/whatsapp/messages/{id}", get(message))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 #[derive(Deserialize)]
@@ -41,7 +42,7 @@ struct Handshake {
 
 /// Meta's subscription handshake: the challenge as text/plain when the token matches.
 async fn verify(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     query: Result<Query<Handshake>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = query else {
@@ -63,7 +64,7 @@ async fn verify(
 }
 
 async fn receive(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
@@ -97,7 +98,7 @@ struct ListQuery {
 }
 
 async fn list(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -123,7 +124,7 @@ async fn list(
 }
 
 async fn show(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -135,7 +136,7 @@ async fn show(
 }
 
 async fn update(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
@@ -149,7 +150,7 @@ async fn update(
 }
 
 async fn message(
-    State(state): State<WhatsAppState>,
+    State(state): State<Arc<WhatsAppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
