@@ -235,14 +235,14 @@ impl CompiledTable {
         (0..self.spans.len()).map(|i| self.decode(i))
     }
 
-    /// The table as encoded `RoutingEntries` messages (its segments) of about
-    /// [`SEGMENT_BYTES`] each; an entry larger than that has a chunk of its own. Always at
-    /// least one chunk, empty for an empty table.
     /// How many entries of each kind the table holds.
     pub fn counts(&self) -> pb::EntryCounts {
         self.counts
     }
 
+    /// The table as encoded `RoutingEntries` messages (its segments) of about
+    /// [`SEGMENT_BYTES`] each; an entry larger than that has a chunk of its own. Always at
+    /// least one chunk, empty for an empty table.
     pub fn chunks(&self) -> Vec<Bytes> {
         if self.segments.is_empty() {
             return vec![Bytes::new()];
