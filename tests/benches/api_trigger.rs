@@ -10,7 +10,8 @@
 //!
 //! first at saturation (N keep-alive connections, closed loop, D seconds), then paced at half
 //! the baseline's saturating rate, and switchboard once more at half its own, latency
-//! measured from each request's scheduled send time (no coordinated omission). Prints req/s, p50/p99/p999, errors, and the ratios.
+//! measured from each request's scheduled send time (no coordinated omission). Prints req/s,
+//! p50/p99/p999, errors, and the ratios.
 //!
 //! ```text
 //! cargo build --release --workspace --bins
@@ -21,9 +22,10 @@
 //! message, each from a new customer, so each creates a conversation and starts an
 //! `inbound_message` execution (one script call), against the same baseline.
 //!
-//! Keys go under a unique prefix and are deleted at the end. `SB_BENCH_HOLD=<seconds>` only
-//! starts both servers, prints their URLs, key and body, and keeps them up that long for an
-//! external load generator (`wrk`, see docs/benchmarks.md).
+//! Keys go under a unique prefix, deleted before every phase (so each starts from the same
+//! Redis keyspace) and at the end. `SB_BENCH_HOLD=<seconds>` only starts both servers,
+//! prints their URLs, key and body, and keeps them up that long for an external load
+//! generator (`wrk`, see docs/benchmarks.md).
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
