@@ -34,7 +34,7 @@ pub fn router(
             platform: platform.clone(),
         }))
         .merge(platform::routes(platform))
-        .layer(axum::middleware::from_fn(self::metrics::track))
+        .layer(self::metrics::RequestMetrics)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

@@ -82,3 +82,75 @@ async fn bad_flags_exit_with_one_line_naming_the_flag() -> anyhow::Result<()> {
     assert!(String::from_utf8(out.stderr)?.contains("--grpc-listen"));
     Ok(())
 }
+
+/// The data-plane process counts and times requests by route template, method and status
+/// (requests to no route count as `unmatched`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()> {
+    use switchboard_tests::bench::{data_plane_command, free_port, wait_http};
+    let db = TestDb::fresh(Backend::Sqlite).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let state = tempfile::tempdir()?;
+    let http = free_port()?;
+    let mut dp = data_plane_command(
+        &cp.grpc_url,
+        "metrics-dp",
+        (http, free_port()?),
+        state.path(),
+    )?
+    .args(["--redis-url", "memory"])
+    .spawn()?;
+    wait_http(http, "/readyz").await?;
+    let client = reqwest::Client::new();
+    let base = format!("http://{http}");
+    for _ in 0..2 {
+        let reply = client
+            .post(format!(
+                "{base}/platform/v1/workflows/01a214e0-0000-7000-8000-00000000000b/executions"
+            ))
+            .bearer_auth("sk_unknown")
+            .json(&serde_json::json!({"workflow_execution": {"phone_number": "+1234567890"}}))
+            .send()
+            .await?;
+        assert_eq!(reply.status(), 401);
+    }
+    assert_eq!(
+        client.get(format!("{base}/nowhere")).send().await?.status(),
+        404
+    );
+
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let count = |labels: &str| {
+        let prefix = format!("switchboard_http_requests_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert_eq!(
+        count(
+            r#"route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401""#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(r#"route="unmatched",method="GET",status="404""#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        count(r#"route="/readyz",method="GET",status="200""#) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchboard_http_request_duration_seconds_count{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401"} 2"#),
+        "{text}"
+    );
+    dp.kill().await?;
+    cp.stop().await
+}
