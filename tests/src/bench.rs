@@ -1,4 +1,5 @@
-//! Helpers shared by the load benchmarks in `tests/benches/`.
+//! Helpers shared by the load benchmarks in `tests/benches/` (and tests that run the real
+//! data-plane binary).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,7 +37,7 @@ pub async fn wait_http(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     }
 }
 
-/// A `data-plane` process command for a benchmark: following `control_plane` as `node_id`,
+/// A `data-plane` process command (for benchmarks, and tests of the real binary): following `control_plane` as `node_id`,
 /// serving HTTP on `http` and gRPC on `grpc`, state in `state_dir`, the test tokens,
 /// warnings only, killed with its handle. Callers add store or Meta flags.
 pub fn data_plane_command(

@@ -80,7 +80,7 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *txn)
         .await
-        .map_err(sqlx_error)?;
+        .map_err(pg_copy::query_error)?;
     let numbers = tokio::spawn(read_numbers(
         pool.clone(),
         snapshot,
@@ -90,7 +90,7 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
         let version: i64 = sqlx::query_scalar(VERSION)
             .fetch_optional(&mut *txn)
             .await
-            .map_err(sqlx_error)?
+            .map_err(pg_copy::query_error)?
             .unwrap_or_default();
         let mut keys: Vec<KeyRow> = Vec::new();
         pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
@@ -113,7 +113,7 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
         .await
         .map_err(|e| DbErr::Custom(format!("reading numbers failed: {e}")))??;
     // The exporting transaction stays open until the importer is done with the snapshot.
-    txn.commit().await.map_err(sqlx_error)?;
+    txn.commit().await.map_err(pg_copy::query_error)?;
     compilation.table.append(numbers);
     Ok(compilation)
 }
@@ -122,16 +122,12 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
 async fn read_only_transaction(
     pool: &sea_orm::sqlx::PgPool,
 ) -> Result<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>, DbErr> {
-    let mut txn = pool.begin().await.map_err(sqlx_error)?;
+    let mut txn = pool.begin().await.map_err(pg_copy::query_error)?;
     sea_orm::sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *txn)
         .await
-        .map_err(sqlx_error)?;
+        .map_err(pg_copy::query_error)?;
     Ok(txn)
-}
-
-fn sqlx_error(e: sea_orm::sqlx::Error) -> DbErr {
-    DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
 }
 
 /// The numbers, read in the exported `snapshot` on a connection of its own.
@@ -154,9 +150,9 @@ async fn read_numbers(
     )))
     .execute(&mut *txn)
     .await
-    .map_err(sqlx_error)?;
+    .map_err(pg_copy::query_error)?;
     pg_copy::rows(&mut txn, NUMBERS, |row| push_number(&mut table, row)).await?;
-    txn.commit().await.map_err(sqlx_error)?;
+    txn.commit().await.map_err(pg_copy::query_error)?;
     Ok(table)
 }
 

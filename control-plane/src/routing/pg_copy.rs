@@ -13,7 +13,8 @@ use sea_orm::{DbErr, RuntimeErr};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-fn query_error(err: sea_orm::sqlx::Error) -> DbErr {
+/// A sqlx error as sea-orm's query error.
+pub fn query_error(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
