@@ -188,7 +188,7 @@ pub async fn run(
             stopped(stop_rx.clone()),
         );
 
-    let router = http::router(
+    let app = http::app(
         slot,
         metrics,
         http::platform::PlatformState {
@@ -197,12 +197,8 @@ pub async fn run(
         },
         whatsapp,
     );
-    let http_server = axum::serve(
-        http,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx));
-    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
+    let http_server = http::serve::run(http, app, stopped(stop_rx));
+    let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
     let _ = follower.await;
     let _ = sweeper.await;
     grpc_result?;

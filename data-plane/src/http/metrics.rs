@@ -21,7 +21,8 @@ thread_local! {
     static HANDLES: RefCell<HashMap<u64, (Counter, Histogram)>> = RefCell::new(HashMap::new());
 }
 
-fn record(route: &str, method: &str, status: u16, seconds: f64) {
+/// Counts and times one request (also called by [`super::serve`]'s direct way).
+pub(super) fn record(route: &str, method: &str, status: u16, seconds: f64) {
     let key = foldhash::quality::FixedState::with_seed(0x5b).hash_one((route, method, status));
     HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();

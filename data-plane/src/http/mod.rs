@@ -1,9 +1,10 @@
 //! The data plane's HTTP port: the platform API (`platform`), Meta's webhook and the
 //! conversation endpoints (`whatsapp`), `/healthz`, `/readyz` and
-//! `/metrics`, with request metrics (`metrics`) on every route.
+//! `/metrics`, with request metrics (`metrics`) on every route, served by `serve`.
 
 mod metrics;
 pub mod platform;
+pub mod serve;
 pub mod whatsapp;
 
 use crate::routing::RoutingSlot;
@@ -18,24 +19,27 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(
+/// Everything the HTTP port serves; run it with [`serve::run`].
+pub fn app(
     slot: Arc<RoutingSlot>,
     metrics: Option<PrometheusHandle>,
     platform: platform::PlatformState,
     whatsapp: crate::whatsapp::WhatsApp,
-) -> Router {
-    Router::new()
+) -> Arc<serve::App> {
+    let whatsapp = whatsapp::WhatsAppState {
+        whatsapp,
+        platform: platform.clone(),
+    };
+    let platform = Arc::new(platform);
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(AppState { slot, metrics })
-        .merge(whatsapp::routes(whatsapp::WhatsAppState {
-            whatsapp,
-            platform: platform.clone(),
-        }))
-        .merge(platform::routes(platform))
-        .layer(self::metrics::RequestMetrics)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .merge(whatsapp::routes(whatsapp))
+        .merge(platform::routes(platform.clone()))
+        .layer(self::metrics::RequestMetrics);
+    Arc::new(serve::App::new(router, platform))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -18,15 +18,14 @@ pub struct PlatformState {
     pub trust_forwarded_for: bool,
 }
 
-pub fn routes(state: PlatformState) -> Router {
-    // Shared, so that handing it to each request is one reference count, not one per
-    // connection pool, script and metric handle inside.
-    let state = Arc::new(state);
+/// The API trigger's route; [`super::serve`] also answers it without the router.
+pub const START_ROUTE: &str = "/platform/v1/workflows/{workflow_id}/executions";
+
+/// The state is shared, so that handing it to a request is one reference count, not one
+/// per connection pool, script and metric handle inside.
+pub fn routes(state: Arc<PlatformState>) -> Router {
     Router::new()
-        .route(
-            "/platform/v1/workflows/{workflow_id}/executions",
-            post(start).get(list),
-        )
+        .route(START_ROUTE, post(start).get(list))
         .route(
             "/platform/v1/workflows/{workflow_id}/test_executions",
             post(start_test),
@@ -36,6 +35,15 @@ pub fn routes(state: PlatformState) -> Router {
             get(show).patch(update),
         )
         .with_state(state)
+}
+
+/// The `{workflow_id}` of a path of [`START_ROUTE`], when it is one plain segment (a
+/// percent-encoded one is left to the router, which decodes it).
+pub fn start_path(path: &str) -> Option<&str> {
+    let workflow_id = path
+        .strip_prefix("/platform/v1/workflows/")?
+        .strip_suffix("/executions")?;
+    (!workflow_id.is_empty() && !workflow_id.contains(['/', '%'])).then_some(workflow_id)
 }
 
 impl IntoResponse for ApiError {
@@ -113,9 +121,33 @@ async fn start(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(workflow_id): Path<String>,
     request: axum::extract::Request,
-) -> Result<Response, ApiError> {
+) -> Response {
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
+    start_execution(&state, peer, &workflow_id, &parts.headers, body).await
+}
+
+/// `POST /platform/v1/workflows/{workflow_id}/executions`, for the router and for the
+/// HTTP port's direct way alike.
+pub async fn start_execution(
+    state: &PlatformState,
+    peer: SocketAddr,
+    workflow_id: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    match start_inner(state, peer, workflow_id, headers, body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn start_inner(
+    state: &PlatformState,
+    peer: SocketAddr,
+    workflow_id: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
     let body = read_body(headers, body, BODY_LIMIT).await?;
     let ip = request_ip(headers, peer, state.trust_forwarded_for);
     let idempotency_key = match headers.get("idempotency-key") {
@@ -132,7 +164,7 @@ async fn start(
         .platform
         .start(StartRequest {
             api_key: api_key(headers),
-            workflow_id: &workflow_id,
+            workflow_id,
             body: Body::Http(&body),
             idempotency_key,
             request_ip: &ip,
@@ -259,4 +291,29 @@ async fn update(
         .set_status(Some(project_id), &id, status)
         .await?;
     Ok(Json(execution_json(&execution)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_path;
+
+    #[test]
+    fn only_plain_api_trigger_paths_take_the_direct_way() {
+        let id = "01a214e0-0000-7000-8000-00000000000b";
+        assert_eq!(
+            start_path(&format!("/platform/v1/workflows/{id}/executions")),
+            Some(id)
+        );
+        for path in [
+            "/platform/v1/workflows//executions",
+            "/platform/v1/workflows/a/b/executions",
+            "/platform/v1/workflows/%30a/executions",
+            "/platform/v1/workflows/a/executions/",
+            "/platform/v1/workflows/a/test_executions",
+            "/platform/v1/workflow_executions/a",
+            "/platform/v2/workflows/a/executions",
+        ] {
+            assert_eq!(start_path(path), None, "{path}");
+        }
+    }
 }

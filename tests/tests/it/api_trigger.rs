@@ -150,6 +150,59 @@ async fn the_seed_curl_example_starts_an_execution_readable_by_tracking_id() -> 
     Ok(())
 }
 
+/// The HTTP port answers `POST …/executions` itself and everything else through its router;
+/// a percent-encoded workflow id takes the router's way. Both ways answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_trigger_answers_alike_directly_and_through_the_router() -> anyhow::Result<()> {
+    let s = Stack::start().await?;
+    let w = s.tenant.workflow_id.as_str();
+    let encoded = format!("%{:02X}{}", w.as_bytes()[0], &w[1..]);
+    let good = json!({"workflow_execution": {"phone_number": "+1234567890"}});
+    let no_phone = json!({"workflow_execution": {}});
+    for workflow in [w, encoded.as_str()] {
+        let reply = s.api.start(workflow, &s.tenant.key, &good).await?;
+        assert_eq!(reply.status, 202, "{workflow}: {:?}", reply.body);
+        assert_eq!(reply.body["workflow_id"], w);
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let tracking_id = reply.body["tracking_id"].as_str().unwrap_or_default();
+        assert_eq!(
+            s.api.execution(tracking_id, &s.tenant.key).await?.status,
+            200
+        );
+
+        let reply = s.api.start(workflow, &s.tenant.key, &no_phone).await?;
+        assert_eq!(reply.status, 422, "{workflow}: {:?}", reply.body);
+        assert_eq!(reply.field(), "workflow_execution.phone_number");
+        let reply = s.api.start(workflow, "sk_unknown", &good).await?;
+        assert_eq!(reply.status, 401, "{workflow}: {:?}", reply.body);
+        assert_eq!(reply.code(), "unauthorized");
+    }
+    // The same path's other method and a near miss still reach the router.
+    let listed = s
+        .api
+        .get(
+            &format!("/platform/v1/workflows/{w}/executions"),
+            &s.tenant.key,
+        )
+        .await?;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(2));
+    let trailing = s
+        .api
+        .send(
+            reqwest::Client::new()
+                .post(format!(
+                    "{}/platform/v1/workflows/{w}/executions/",
+                    s.api.base
+                ))
+                .bearer_auth(&s.tenant.key)
+                .body(good.to_string()),
+        )
+        .await?;
+    assert_eq!(trailing.status, 404);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_call_context_matches_the_design_field_by_field() -> anyhow::Result<()> {
     let mut s = Stack::start().await?;
