@@ -8,8 +8,9 @@
 //!    reads the body and does one equivalent MULTI/EXEC pipeline (record hash, expiry, index
 //!    entry and trim, dispatch stream entry), then answers the same 202;
 //!
-//! first at saturation (N keep-alive connections, closed loop, D seconds), then paced at half
-//! the baseline's saturating rate, and switchboard once more at half its own, latency
+//! first at saturation (N keep-alive connections, closed loop, D seconds each, in
+//! `SB_BENCH_ROUNDS` (4) alternating rounds so that a drift of the machine's speed weighs on
+//! both alike), then paced at half the baseline's saturating rate, and switchboard once more at half its own, latency
 //! measured from each request's scheduled send time (no coordinated omission). Prints req/s,
 //! p50/p99/p999, errors, and the ratios.
 //!
@@ -187,16 +188,31 @@ async fn measure(
     let reset = || async { delete_prefix(redis_url, prefix).await.map(drop) };
     reset().await?;
     load(&baseline, connections, Pace::Closed, warm).await?;
-    let (cpu, redis_cpu) = (cpu_seconds(base_pid), redis_pid.map_or(0.0, cpu_seconds));
-    let base_sat = load(&baseline, connections, Pace::Closed, duration).await?;
-    let base_cpu = cpu_seconds(base_pid) - cpu;
-    let base_redis = redis_pid.map_or(0.0, cpu_seconds) - redis_cpu;
     reset().await?;
     load(&product, connections, Pace::Closed, warm).await?;
-    let (cpu, redis_cpu) = (cpu_seconds(dp_pid), redis_pid.map_or(0.0, cpu_seconds));
-    let prod_sat = load(&product, connections, Pace::Closed, duration).await?;
-    let prod_cpu = cpu_seconds(dp_pid) - cpu;
-    let prod_redis = redis_pid.map_or(0.0, cpu_seconds) - redis_cpu;
+    // Saturation in alternating rounds (baseline then switchboard, then the other way
+    // round, …): this VM's speed drifts by ±15 % over tens of seconds, and one long run of
+    // each would compare two different machines.
+    let rounds: u32 = env_or("SB_BENCH_ROUNDS", 4).max(1);
+    let mut sides = [
+        Side::new(&baseline, base_pid)?,
+        Side::new(&product, dp_pid)?,
+    ];
+    let mut round_ratios = Vec::new();
+    for round in 0..rounds {
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut rates = [0.0; 2];
+        for i in order {
+            reset().await?;
+            rates[i] = sides[i]
+                .saturate(connections, duration / rounds, redis_pid)
+                .await?;
+        }
+        round_ratios.push(100.0 * rates[1] / rates[0]);
+    }
+    let [base_side, prod_side] = sides;
+    let (base_sat, base_cpu, base_redis) = (base_side.stats, base_side.cpu, base_side.redis_cpu);
+    let (prod_sat, prod_cpu, prod_redis) = (prod_side.stats, prod_side.cpu, prod_side.redis_cpu);
     let half = base_sat.rate() / 2.0;
     reset().await?;
     let base_half = load(&baseline, connections, Pace::Rate(half), duration).await?;
@@ -249,8 +265,13 @@ async fn measure(
         );
     }
     println!(
-        "\nthroughput ratio switchboard/baseline: {:.1} %",
-        100.0 * prod_sat.rate() / base_sat.rate()
+        "\nthroughput ratio switchboard/baseline: {:.1} % (rounds: {})",
+        100.0 * prod_sat.rate() / base_sat.rate(),
+        round_ratios
+            .iter()
+            .map(|r| format!("{r:.1} %"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "server CPU per request at saturation: switchboard {:.1} µs, baseline {:.1} µs",
@@ -277,6 +298,45 @@ async fn measure(
     let _ = base.kill().await;
     cp.stop().await?;
     Ok(())
+}
+
+/// One server's saturating rounds, summed.
+struct Side<'t> {
+    target: &'t Target,
+    pid: u32,
+    stats: Stats,
+    /// The server's and Redis' CPU seconds over the rounds.
+    cpu: f64,
+    redis_cpu: f64,
+}
+
+impl<'t> Side<'t> {
+    fn new(target: &'t Target, pid: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            target,
+            pid,
+            stats: Stats::empty()?,
+            cpu: 0.0,
+            redis_cpu: 0.0,
+        })
+    }
+
+    /// One closed-loop round; returns its rate.
+    async fn saturate(
+        &mut self,
+        connections: usize,
+        duration: Duration,
+        redis_pid: Option<u32>,
+    ) -> anyhow::Result<f64> {
+        let redis_cpu = || redis_pid.map_or(0.0, cpu_seconds);
+        let (cpu, redis) = (cpu_seconds(self.pid), redis_cpu());
+        let stats = load(self.target, connections, Pace::Closed, duration).await?;
+        self.cpu += cpu_seconds(self.pid) - cpu;
+        self.redis_cpu += redis_cpu() - redis;
+        let rate = stats.rate();
+        self.stats.absorb(stats)?;
+        Ok(rate)
+    }
 }
 
 /// The pid of a local process by name (e.g. the Redis server), from /proc.
@@ -333,6 +393,24 @@ struct Stats {
 }
 
 impl Stats {
+    fn empty() -> anyhow::Result<Self> {
+        Ok(Self {
+            ok: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        })
+    }
+
+    /// Adds another run's counts, time and latencies.
+    fn absorb(&mut self, other: Stats) -> anyhow::Result<()> {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.latency.add(other.latency)?;
+        Ok(())
+    }
+
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -380,12 +458,7 @@ async fn load(
             addr, path, key, webhook, schedule, end,
         )));
     }
-    let mut stats = Stats {
-        ok: 0,
-        errors: 0,
-        elapsed: duration,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-    };
+    let mut stats = Stats::empty()?;
     for task in tasks {
         let (ok, errors, histogram) = task.await??;
         stats.ok += ok;
