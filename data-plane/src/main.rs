@@ -6,8 +6,7 @@ use std::sync::Arc;
 use switchboard_data_plane::{Config, routing::RoutingSlot, run};
 
 /// mimalloc returns freed memory to the system more readily than the default allocator,
-/// which keeps RSS close to the live routing table after large snapshots. Its 2.x series:
-/// on the API trigger it took ~8 % less CPU per request than 3.x (docs/benchmarks.md).
+/// which keeps RSS close to the live routing table after large snapshots.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
