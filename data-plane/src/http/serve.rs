@@ -40,30 +40,30 @@ impl App {
 
     async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<axum::body::Body> {
-        if request.method() == Method::POST
-            && let Some(workflow_id) = platform::start_path(request.uri().path())
-        {
-            let workflow_id = workflow_id.to_owned();
-            let started = Instant::now();
+        if request.method() == Method::POST {
             let (parts, body) = request.into_parts();
-            let response = platform::start_execution(
-                &self.platform,
-                peer,
-                &workflow_id,
-                &parts.headers,
-                axum::body::Body::new(body),
-            )
-            .await;
-            metrics::record(
-                platform::START_ROUTE,
-                Method::POST.as_str(),
-                response.status().as_u16(),
-                started.elapsed().as_secs_f64(),
-            );
-            return response;
+            if let Some(workflow_id) = platform::start_path(parts.uri.path()) {
+                let started = Instant::now();
+                let response = platform::start_execution(
+                    &self.platform,
+                    peer,
+                    workflow_id,
+                    &parts.headers,
+                    axum::body::Body::new(body),
+                )
+                .await;
+                metrics::record(
+                    platform::START_ROUTE,
+                    Method::POST.as_str(),
+                    response.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+                return response;
+            }
+            request = Request::from_parts(parts, body);
         }
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
