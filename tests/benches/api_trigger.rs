@@ -8,11 +8,11 @@
 //!    reads the body and does one equivalent MULTI/EXEC pipeline (record hash, expiry, index
 //!    entry and trim, dispatch stream entry), then answers the same 202;
 //!
-//! first at saturation (N keep-alive connections, closed loop, D seconds each, in
+//! first at saturation (N keep-alive connections, closed loop, D seconds each, split into
 //! `SB_BENCH_ROUNDS` (4) alternating rounds so that a drift of the machine's speed weighs on
-//! both alike), then paced at half the baseline's saturating rate, and switchboard once more at half its own, latency
-//! measured from each request's scheduled send time (no coordinated omission). Prints req/s,
-//! p50/p99/p999, errors, and the ratios.
+//! both alike), then paced at half the baseline's saturating rate, and switchboard once more
+//! at half its own, latency measured from each request's scheduled send time (no coordinated
+//! omission). Prints req/s, p50/p99/p999, errors, and the ratios (also per round).
 //!
 //! ```text
 //! cargo build --release --workspace --bins
