@@ -1,5 +1,6 @@
 //! The HTTP port's accept loop: HTTP/1.1 over hyper, Nagle off, a 30 s limit on reading a
-//! request head, graceful shutdown (stop accepting, let open requests finish).
+//! request head (which also closes a keep-alive connection idle for 30 s), graceful shutdown
+//! (stop accepting, let open requests finish).
 //!
 //! Each request goes one of two ways. The API trigger, the hot path
 //! (`POST /platform/v1/workflows/{workflow_id}/executions`), is answered by its handler
