@@ -135,11 +135,14 @@ impl Platform {
                 workflow_id: workflow.id,
                 tracking_id,
             }),
-            other => Err(ApiError::new(
-                Kind::Internal,
-                "internal",
-                format!("unexpected creation outcome {other:?}"),
-            )),
+            other => {
+                tracing::error!(outcome = ?other, "a test execution was not created");
+                Err(ApiError::new(
+                    Kind::Internal,
+                    "internal",
+                    format!("unexpected creation outcome {other:?}"),
+                ))
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// What the HTTP port serves: the router, and the API trigger's state for its direct way.
 pub struct App {
@@ -85,6 +85,11 @@ pub async fn run(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
+    // Answers of 5xx are logged where they arise, with their cause (the store's errors,
+    // startup warnings); as requests they are debug-level, so that probes of `/readyz`
+    // before the first table do not log an error each.
+    let trace =
+        TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -105,7 +110,7 @@ pub async fn run(
         }
         let app = app.clone();
         let service = tower::ServiceBuilder::new()
-            .layer(TraceLayer::new_for_http())
+            .layer(trace.clone())
             .service_fn(move |request: Request<Incoming>| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
