@@ -178,13 +178,7 @@ async fn the_api_trigger_answers_alike_directly_and_through_the_router() -> anyh
         assert_eq!(reply.code(), "unauthorized");
     }
     // The same path's other method and a near miss still reach the router.
-    let listed = s
-        .api
-        .get(
-            &format!("/platform/v1/workflows/{w}/executions"),
-            &s.tenant.key,
-        )
-        .await?;
+    let listed = s.api.list(w, &s.tenant.key, "").await?;
     assert_eq!(listed.status, 200, "{:?}", listed.body);
     assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(2));
     let trailing = s
