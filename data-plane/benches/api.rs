@@ -46,20 +46,16 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("api_trigger/parse_and_validate", |b| {
         b.iter(|| {
-            let value: serde_json::Value =
-                serde_json::from_str(black_box(BODY)).unwrap_or_default();
-            let body = request::unwrap_body(value).ok()?;
-            request::parse(body, &table, &project)
+            let body = request::parse_http(black_box(BODY.as_bytes())).ok()?;
+            request::resolve(body, &table, &project)
                 .ok()
                 .map(|call| call.phone_number.len())
         })
     });
     c.bench_function("api_trigger/parse_validate_context_serialize", |b| {
         b.iter(|| {
-            let value: serde_json::Value =
-                serde_json::from_str(black_box(BODY)).unwrap_or_default();
-            let body = request::unwrap_body(value).ok()?;
-            let call = request::parse(body, &table, &project).ok()?;
+            let body = request::parse_http(black_box(BODY.as_bytes())).ok()?;
+            let call = request::resolve(body, &table, &project).ok()?;
             Some(context::api_call(&call, &origin(project)).len())
         })
     });

@@ -1,8 +1,7 @@
 //! The execution context of an `api_call` execution (DESIGN §6).
 
-use super::request::ApiCall;
+use super::request::{ApiCall, Members};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Top-level names a variable cannot take.
@@ -31,13 +30,13 @@ pub struct Origin<'a> {
 /// Builds the context and serialises it. The request's own keys come first and system keys
 /// overwrite them: `context.phone_number` and `context.channel` are always Switchboard's,
 /// and a variable named like a reserved top-level name stays only under `vars`. Written
-/// straight from the parsed request, without building a second JSON tree.
-pub fn api_call(call: &ApiCall<'_>, origin: &Origin<'_>) -> String {
+/// straight from the request's members, their values as the request gave them.
+pub fn api_call(call: &ApiCall<'_, '_>, origin: &Origin<'_>) -> String {
     serde_json::to_string(&Root { call, origin }).unwrap_or_else(|_| "{}".to_owned())
 }
 
 struct Root<'a> {
-    call: &'a ApiCall<'a>,
+    call: &'a ApiCall<'a, 'a>,
     origin: &'a Origin<'a>,
 }
 
@@ -61,7 +60,7 @@ struct Metadata<'a> {
 
 /// The request's context members, then Switchboard's `phone_number` and `channel`.
 struct Context<'a> {
-    request: &'a Map<String, Value>,
+    request: &'a Members<'a>,
     phone_number: &'a str,
 }
 
@@ -84,7 +83,7 @@ impl Serialize for Root<'_> {
         let (call, origin) = (self.call, self.origin);
         let mut map = serializer.serialize_map(None)?;
         for (name, value) in &call.variables {
-            if !RESERVED.contains(&name.as_str()) {
+            if !RESERVED.contains(&&**name) {
                 map.serialize_entry(name, value)?;
             }
         }

@@ -125,19 +125,9 @@ impl Platform {
         if raw.len() > BODY_LIMIT {
             return Err(ApiError::payload_too_large(BODY_LIMIT));
         }
-        let parsed: Value = serde_json::from_slice(raw).map_err(|e| ApiError::invalid_json(&e))?;
         let body = match request.body {
-            Body::Http(_) => request::unwrap_body(parsed)?,
-            Body::Inner(_) => match parsed {
-                Value::Object(map) => map,
-                _ => {
-                    return Err(ApiError::field(
-                        "invalid_type",
-                        "workflow_execution",
-                        "workflow_execution must be an object",
-                    ));
-                }
-            },
+            Body::Http(bytes) => request::parse_http(bytes)?,
+            Body::Inner(bytes) => request::parse_inner(bytes)?,
         };
 
         let workflow_id =
@@ -173,7 +163,7 @@ impl Platform {
             Some(k) => {
                 // The request is the workflow and the canonical (key-sorted) JSON of its
                 // body, so formatting differences are the same request.
-                let canonical = serde_json::to_vec(&body).unwrap_or_default();
+                let canonical = canonical_request(&request.body);
                 Some((
                     sha256_hex(&[k.as_bytes()]),
                     sha256_hex(&[workflow_id.as_bytes(), &canonical]),
@@ -181,7 +171,7 @@ impl Platform {
             }
         };
 
-        let call = request::parse(body, &table, &key.project_id)?;
+        let call = request::resolve(body, &table, &key.project_id)?;
         let now = chrono::Utc::now();
         let tracking_id = keys::new_tracking_id(&key.project_id);
         let context = api_context(
@@ -330,9 +320,23 @@ fn parse_status(status: Option<&str>) -> Result<Option<Status>, ApiError> {
         .transpose()
 }
 
+/// The canonical (key-sorted, compact) JSON of a start request's `workflow_execution`,
+/// read again as a tree: only requests with an `Idempotency-Key` pay for it.
+fn canonical_request(body: &Body<'_>) -> Vec<u8> {
+    let inner = match *body {
+        Body::Http(bytes) => serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|mut whole| whole.get_mut("workflow_execution").map(Value::take)),
+        Body::Inner(bytes) => serde_json::from_slice(bytes).ok(),
+    };
+    inner
+        .and_then(|inner| serde_json::to_vec(&inner).ok())
+        .unwrap_or_default()
+}
+
 /// The `api_call` context of an execution started (or test-run) with `key` at `now`.
 pub(crate) fn api_context(
-    call: &request::ApiCall<'_>,
+    call: &request::ApiCall<'_, '_>,
     key: &ApiKey,
     workflow_id: Uuid,
     tracking_id: Uuid,

@@ -43,13 +43,13 @@ impl Platform {
         &self,
         api_key: Option<&str>,
         workflow_id: &str,
-        body: &[u8],
+        raw: &[u8],
         request_ip: &str,
     ) -> Result<TestStarted, ApiError> {
         let table = self.slot.table().ok_or_else(ApiError::not_ready)?;
         let key = Self::authenticate(&table, api_key)?;
         let project_id = key.project_id;
-        if body.len() > super::BODY_LIMIT {
+        if raw.len() > super::BODY_LIMIT {
             return Err(ApiError::payload_too_large(super::BODY_LIMIT));
         }
         let workflow = Uuid::parse_str(workflow_id)
@@ -57,7 +57,7 @@ impl Platform {
             .and_then(|id| table.workflow(&id))
             .filter(|w| w.project_id == project_id)
             .ok_or_else(ApiError::workflow_not_found)?;
-        let body = match serde_json::from_slice::<Value>(body) {
+        let body = match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
                 return Err(ApiError::new(
@@ -87,8 +87,7 @@ impl Platform {
         let tracking_id = keys::new_tracking_id(&project_id);
         let (trigger_type, conversation_id, observer_mode, context) = match trigger_type {
             "api_call" => {
-                let inner = request::unwrap_body(Value::Object(body.clone()))?;
-                let call = request::parse(inner, &table, &project_id)?;
+                let call = request::resolve(request::parse_http(raw)?, &table, &project_id)?;
                 let context =
                     super::api_context(&call, key, workflow.id, tracking_id, request_ip, now, true);
                 ("api_call", None, false, context)
