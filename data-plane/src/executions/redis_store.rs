@@ -185,35 +185,43 @@ impl RedisStore {
         let record = keys.record(&e.id);
         let index = keys.workflow_index(&e.project_id, &e.workflow_id);
         let dispatch = keys.dispatch(shard);
-        let id = e.id.to_string();
-        let project = e.project_id.to_string();
-        let workflow = e.workflow_id.to_string();
+        // Ids are written from buffers on the stack: this is the API trigger's hot path.
+        let mut buffers = [Uuid::encode_buffer(); 3];
+        let [id, project, workflow] = &mut buffers;
+        let id = &*e.id.hyphenated().encode_lower(id);
+        let project = &*e.project_id.hyphenated().encode_lower(project);
+        let workflow = &*e.workflow_id.hyphenated().encode_lower(workflow);
         let meta = meta_json(e)?;
-        let trim_below = first_id_at(e.created_at - self.retention_ms).to_string();
+        // `(<id>`: index entries below it, older than the retention, are trimmed.
+        let mut keep_from = [b'('; 37];
+        first_id_at(e.created_at - self.retention_ms)
+            .hyphenated()
+            .encode_lower(&mut keep_from[1..]);
         let mut connection = self.connection.clone();
 
         if admission.idempotency.is_none() && admission.burst.is_none() {
             // Nothing to check: the writes alone, as one transaction.
             redis::pipe()
                 .atomic()
-                .hset_multiple(
-                    &record,
-                    &[
-                        ("status", "pending"),
-                        ("updated", &e.created_at.to_string()),
-                        ("meta", &meta),
-                        ("context", &e.context),
-                    ],
-                )
+                .cmd("HSET")
+                .arg(&record)
+                .arg("status")
+                .arg("pending")
+                .arg("updated")
+                .arg(e.created_at)
+                .arg("meta")
+                .arg(&meta)
+                .arg("context")
+                .arg(&e.context)
                 .ignore()
                 .pexpire(&record, self.retention_ms)
                 .ignore()
-                .zadd(&index, &id, 0)
+                .zadd(&index, id, 0)
                 .ignore()
                 .cmd("ZREMRANGEBYLEX")
                 .arg(&index)
                 .arg("-")
-                .arg(format!("({trim_below}"))
+                .arg(&keep_from[..])
                 .ignore()
                 .pexpire(&index, self.retention_ms)
                 .ignore()
@@ -221,9 +229,9 @@ impl RedisStore {
                     &dispatch,
                     "*",
                     &[
-                        ("id", id.as_str()),
-                        ("project", &project),
-                        ("workflow", &workflow),
+                        ("id", id),
+                        ("project", project),
+                        ("workflow", workflow),
                         ("trigger_type", e.trigger_type),
                     ],
                 )
@@ -253,9 +261,9 @@ impl RedisStore {
             .key(&dispatch)
             .key(idempotency_key)
             .key(burst_key)
-            .arg(&id)
-            .arg(&project)
-            .arg(&workflow)
+            .arg(id)
+            .arg(project)
+            .arg(workflow)
             .arg(e.trigger_type)
             .arg(&meta)
             .arg(e.created_at)
@@ -264,7 +272,7 @@ impl RedisStore {
             .arg(request)
             .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
             .arg(limit)
-            .arg(&trim_below);
+            .arg(&keep_from[1..]);
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
         let corrupt = || StoreError::Corrupt(format!("create returned {reply:?}"));
         match reply.first().and_then(int) {
