@@ -18,6 +18,7 @@ pub mod sends;
 pub mod whatsapp;
 
 pub use config::Config;
+pub use http::metrics_recorder;
 
 use executions::Store;
 use routing::{RoutingSlot, RoutingTable, Source, snapshot_file};

@@ -49,7 +49,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn main_async(config: Config) -> anyhow::Result<()> {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let recorder =
+        switchboard_data_plane::metrics_recorder().context("building the metrics recorder")?;
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     let http = tokio::net::TcpListener::bind(config.http_listen)

@@ -7,6 +7,7 @@
 use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response};
 use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusRecorder};
 use pin_project_lite::pin_project;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +16,25 @@ use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
+
+/// The request latency metric.
+const DURATION: &str = "switchboard_http_request_duration_seconds";
+
+/// Bucket bounds of [`DURATION`], in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+/// The data plane's Prometheus recorder. Request latency is a histogram, not a summary:
+/// the buckets of many nodes add up in Prometheus where quantiles computed per node cannot
+/// be combined, and keeping it costs a bucket increment per request where a summary's
+/// sketch kept the upkeep busy for up to 16 ms every 5 s at 17k requests/s, stalling the
+/// requests queued on that worker thread.
+pub fn recorder() -> Result<PrometheusRecorder, BuildError> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), &DURATION_BUCKETS)?
+        .build_recorder())
+}
 
 thread_local! {
     /// Handles by a 64-bit hash of (route, method, status).
@@ -34,7 +54,7 @@ pub(super) fn record(route: &str, method: &str, status: u16, seconds: f64) {
             ];
             (
                 metrics::counter!("switchboard_http_requests_total", &labels),
-                metrics::histogram!("switchboard_http_request_duration_seconds", &labels),
+                metrics::histogram!(DURATION, &labels),
             )
         });
         counter.increment(1);

@@ -7,6 +7,8 @@ pub mod platform;
 pub mod serve;
 pub mod whatsapp;
 
+pub use metrics::recorder as metrics_recorder;
+
 use crate::routing::RoutingSlot;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
