@@ -151,6 +151,11 @@ async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()
         text.contains(r#"switchboard_http_request_duration_seconds_count{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401"} 2"#),
         "{text}"
     );
+    // A histogram (its buckets add up across nodes), every request within the last bucket.
+    assert!(
+        text.contains(r#"switchboard_http_request_duration_seconds_bucket{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401",le="10"} 2"#),
+        "{text}"
+    );
     dp.kill().await?;
     cp.stop().await
 }
