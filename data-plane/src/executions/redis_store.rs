@@ -200,7 +200,9 @@ impl RedisStore {
         let mut connection = self.connection.clone();
 
         if admission.idempotency.is_none() && admission.burst.is_none() {
-            // Nothing to check: the writes alone, as one transaction.
+            // Nothing to check: the writes alone, as one transaction. No `.ignore()`: it
+            // records each ignored index in a fresh hash set per call, and a server error
+            // of any command fails the call either way.
             redis::pipe()
                 .atomic()
                 .cmd("HSET")
@@ -213,18 +215,13 @@ impl RedisStore {
                 .arg(&meta)
                 .arg("context")
                 .arg(&e.context)
-                .ignore()
                 .pexpire(&record, self.retention_ms)
-                .ignore()
                 .zadd(&index, id, 0)
-                .ignore()
                 .cmd("ZREMRANGEBYLEX")
                 .arg(&index)
                 .arg("-")
                 .arg(&keep_from[..])
-                .ignore()
                 .pexpire(&index, self.retention_ms)
-                .ignore()
                 .xadd(
                     &dispatch,
                     "*",
@@ -235,7 +232,6 @@ impl RedisStore {
                         ("trigger_type", e.trigger_type),
                     ],
                 )
-                .ignore()
                 .query_async::<()>(&mut connection)
                 .await?;
             return Ok(Created::New {
