@@ -295,12 +295,12 @@ async fn measure(
     );
     println!(
         "the same from each request's actual send (p50 / p99): switchboard {:.3} / {:.3} ms and {:.3} / {:.3} ms (own half), baseline {:.3} / {:.3} ms",
-        prod_half.from_send_ms(0.5),
-        prod_half.from_send_ms(0.99),
-        prod_own_half.from_send_ms(0.5),
-        prod_own_half.from_send_ms(0.99),
-        base_half.from_send_ms(0.5),
-        base_half.from_send_ms(0.99)
+        prod_half.answer_ms(0.5),
+        prod_half.answer_ms(0.99),
+        prod_own_half.answer_ms(0.5),
+        prod_own_half.answer_ms(0.99),
+        base_half.answer_ms(0.5),
+        base_half.answer_ms(0.99)
     );
 
     let _ = dp.kill().await;
@@ -434,7 +434,7 @@ impl Stats {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
 
-    fn from_send_ms(&self, q: f64) -> f64 {
+    fn answer_ms(&self, q: f64) -> f64 {
         self.from_send.value_at_quantile(q) as f64 / 1000.0
     }
 
