@@ -7,10 +7,12 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get, routing::post};
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct PlatformState {
@@ -100,20 +102,48 @@ fn request_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) 
 /// The body, or 413 past `limit` (checked on `Content-Length` first, then while reading).
 pub(super) async fn read_body(
     headers: &HeaderMap,
-    body: axum::body::Body,
+    mut body: axum::body::Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::payload_too_large(limit);
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        linger(body);
+        return Err(ApiError::payload_too_large(limit));
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    match Limited::new(&mut body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => {
+            linger(body);
+            Err(ApiError::payload_too_large(limit))
+        }
+    }
+}
+
+/// Most of a refused body read and discarded, and for how long at most.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// After a body is refused as too large, reads and discards what the client is still
+/// sending (up to [`LINGER_BYTES`], for [`LINGER_TIME`]) in the background, as servers'
+/// "lingering close" does: a client that writes its whole body before reading the answer
+/// then gets the 413 instead of a connection reset under its write. Past either bound the
+/// body is dropped and the connection closed.
+fn linger(mut body: axum::body::Body) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut read = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
 }
 
 async fn start(
