@@ -23,8 +23,9 @@
 //! message, each from a new customer, so each creates a conversation and starts an
 //! `inbound_message` execution (one script call), against the same baseline.
 //!
-//! Keys go under a unique prefix, deleted before every phase (so each starts from the same
-//! Redis keyspace) and at the end. `SB_BENCH_HOLD=<seconds>` only starts both servers,
+//! Keys go under a unique prefix, the servers' deleted before every phase (so each starts
+//! from the same Redis keyspace) and all at the end; `SB_BENCH_REDIS_FILL` (270000) filler
+//! keys hold Redis' key tables at one size throughout, so no phase pays for a doubling. `SB_BENCH_HOLD=<seconds>` only starts both servers,
 //! prints their URLs, key and body, and keeps them up that long for an external load
 //! generator (`wrk`, see docs/benchmarks.md).
 
@@ -181,11 +182,22 @@ async fn measure(
     let warm = Duration::from_secs(2);
     let (dp_pid, base_pid) = (dp.id().unwrap_or(0), base.id().unwrap_or(0));
     let redis_pid = process_named("redis-server");
-    // Every phase starts from an empty keyspace under the bench prefixes: Redis doubles its
-    // key tables at each power of two and rehashes for a while after, raising its latency
+    // Every phase starts from the same keyspace: Redis doubles its key tables at each power
+    // of two and rehashes for a while after, stalling for 10-25 ms and raising its latency
     // (at 2^20 keys: +5 ms for ~150k writes on this machine); with keys piling up across
-    // phases, whichever phase crossed a doubling had the worse tail.
-    let reset = || async { delete_prefix(redis_url, prefix).await.map(drop) };
+    // phases, whichever phase crossed a doubling had the worse tail. And within a phase:
+    // from an empty keyspace each paced phase crossed 2^16 and 2^17, a stall that the 64
+    // connections' queues turned into a p99 of 30-56 ms for either server. So filler keys
+    // (with expiry, like the records) hold the tables at 2^19 slots throughout, and each phase
+    // deletes only the servers' keys: a phase adds at most ~190k keys, no doubling.
+    let fill: usize = env_or("SB_BENCH_REDIS_FILL", 270_000);
+    fill_keyspace(redis_url, &format!("{prefix}-filler"), fill).await?;
+    let reset = || async {
+        delete_prefix(redis_url, &format!("{prefix}:")).await?;
+        delete_prefix(redis_url, &format!("{prefix}-baseline:"))
+            .await
+            .map(drop)
+    };
     reset().await?;
     load(&baseline, connections, Pace::Closed, warm).await?;
     reset().await?;
@@ -494,6 +506,25 @@ async fn load(
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// Writes `count` small keys with an expiry under `prefix`, in pipelined batches.
+async fn fill_keyspace(redis_url: &str, prefix: &str, count: usize) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    for batch in (0..count).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for i in batch {
+            pipe.cmd("SET")
+                .arg(format!("{prefix}:{i}"))
+                .arg("x")
+                .arg("PX")
+                .arg(600_000)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await?;
+    }
+    Ok(())
 }
 
 /// Webhook messages sent so far in this process.
