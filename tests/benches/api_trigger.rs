@@ -25,9 +25,10 @@
 //!
 //! Keys go under a unique prefix, the servers' deleted before every phase (so each starts
 //! from the same Redis keyspace) and all at the end; `SB_BENCH_REDIS_FILL` (270000) filler
-//! keys hold Redis' key tables at one size throughout, so no phase pays for a doubling. `SB_BENCH_HOLD=<seconds>` only starts both servers,
-//! prints their URLs, key and body, and keeps them up that long for an external load
-//! generator (`wrk`, see docs/benchmarks.md).
+//! keys hold Redis' key tables at one size throughout, so that no phase pays for a
+//! doubling (raise it for webhook runs, which write several keys per request).
+//! `SB_BENCH_HOLD=<seconds>` only starts both servers, prints their URLs, key and body, and
+//! keeps them up that long for an external load generator (`wrk`, see docs/benchmarks.md).
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -188,8 +189,8 @@ async fn measure(
     // phases, whichever phase crossed a doubling had the worse tail. And within a phase:
     // from an empty keyspace each paced phase crossed 2^16 and 2^17, a stall that the 64
     // connections' queues turned into a p99 of 30-56 ms for either server. So filler keys
-    // (with expiry, like the records) hold the tables at 2^19 slots throughout, and each phase
-    // deletes only the servers' keys: a phase adds at most ~190k keys, no doubling.
+    // (with expiry, like the records) hold the tables at 2^19 slots throughout, and each
+    // phase deletes only the servers' keys: a phase adds at most ~190k keys, no doubling.
     let fill: usize = env_or("SB_BENCH_REDIS_FILL", 270_000);
     fill_keyspace(redis_url, &format!("{prefix}-filler"), fill).await?;
     let reset = || async {
@@ -512,9 +513,9 @@ async fn load(
 async fn fill_keyspace(redis_url: &str, prefix: &str, count: usize) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url)?;
     let mut connection = client.get_multiplexed_async_connection().await?;
-    for batch in (0..count).collect::<Vec<_>>().chunks(10_000) {
+    for first in (0..count).step_by(10_000) {
         let mut pipe = redis::pipe();
-        for i in batch {
+        for i in first..count.min(first + 10_000) {
             pipe.cmd("SET")
                 .arg(format!("{prefix}:{i}"))
                 .arg("x")
