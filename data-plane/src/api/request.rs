@@ -218,10 +218,16 @@ fn needs_check(raw: &str) -> bool {
     }
 }
 
-/// The `Visitor` methods of every kind of JSON value but objects and `null`, all answering
-/// `$other` (an array's elements are checked).
-macro_rules! visit_others {
-    ($de:lifetime, $other:expr) => {
+/// The `Visitor` methods of every kind of JSON value but objects: `null` answers `$null`,
+/// every other kind `$other` (an array's elements are checked).
+macro_rules! visit_non_objects {
+    ($de:lifetime, null: $null:expr, other: $other:expr) => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($other)
         }
@@ -268,13 +274,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
         struct EnvelopeVisitor;
         impl<'de> Visitor<'de> for EnvelopeVisitor {
             type Value = Envelope<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            visit_others!('de, Envelope::NotObject);
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Envelope::NotObject)
-            }
+            visit_non_objects!('de, null: Envelope::NotObject, other: Envelope::NotObject);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut inner = Inner::Null;
                 while let Some(Name(name)) = map.next_key()? {
@@ -296,13 +296,7 @@ impl<'de> Deserialize<'de> for Inner<'de> {
         struct InnerVisitor;
         impl<'de> Visitor<'de> for InnerVisitor {
             type Value = Inner<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            visit_others!('de, Inner::Other);
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Inner::Null)
-            }
+            visit_non_objects!('de, null: Inner::Null, other: Inner::Other);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Fields::default();
                 while let Some(Name(name)) = map.next_key()? {
@@ -330,13 +324,7 @@ impl<'de> Deserialize<'de> for Json<'de> {
         struct JsonVisitor;
         impl<'de> Visitor<'de> for JsonVisitor {
             type Value = Json<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            visit_others!('de, Json::Other);
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Json::Null)
-            }
+            visit_non_objects!('de, null: Json::Null, other: Json::Other);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = Members::new();
                 while let Some(Name(name)) = map.next_key()? {
@@ -358,13 +346,7 @@ impl<'de> Deserialize<'de> for Checked {
         struct CheckedVisitor;
         impl<'de> Visitor<'de> for CheckedVisitor {
             type Value = Checked;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            visit_others!('de, Checked);
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Checked)
-            }
+            visit_non_objects!('de, null: Checked, other: Checked);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<Checked, Checked>()?.is_some() {}
                 Ok(Checked)
