@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_catalog;
+mod m20261126_000001_incremental_routing;
 
 /// Every migration of the catalog, in order.
 #[derive(Debug)]
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_catalog::Migration)]
+        vec![
+            Box::new(m20261125_000001_catalog::Migration),
+            Box::new(m20261126_000001_incremental_routing::Migration),
+        ]
     }
 }
