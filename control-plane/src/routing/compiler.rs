@@ -300,8 +300,12 @@ impl FromCopy for TriggerRow {
 }
 
 fn push_number(table: &mut Builder, row: NumberRow) {
+    table.push(&number_entry(row));
+}
+
+pub(super) fn number_entry(row: NumberRow) -> pb::RoutingEntry {
     let (id, project_id, phone_number_id, display_phone_number, is_default, access_token) = row;
-    table.push(&entry(
+    entry(
         number_key(id),
         Entry::Number(pb::NumberRoute {
             whatsapp_config_id: id,
@@ -311,7 +315,69 @@ fn push_number(table: &mut Builder, row: NumberRow) {
             is_default,
             access_token,
         }),
-    ));
+    )
+}
+
+pub(super) fn key_entry(row: KeyRow) -> pb::RoutingEntry {
+    let (id, project_id, secret_sha256, burst_limit, revoked) = row;
+    entry(
+        api_key_key(&id),
+        Entry::ApiKey(pb::ApiKeyRoute {
+            burst_limit: burst_limit.and_then(|b| u32::try_from(b).ok()),
+            revoked,
+            id,
+            project_id,
+            secret_sha256,
+        }),
+    )
+}
+
+/// A workflow's route before its triggers are seen.
+pub(super) fn workflow_route(row: WorkflowRow) -> pb::WorkflowRoute {
+    let (id, project_id, status) = row;
+    pb::WorkflowRoute {
+        id,
+        project_id,
+        status,
+        ..Default::default()
+    }
+}
+
+pub(super) fn workflow_entry(mut route: pb::WorkflowRoute) -> pb::RoutingEntry {
+    route.trigger_types.sort();
+    entry(workflow_key(&route.id), Entry::Workflow(route))
+}
+
+/// Records trigger `row` in its workflow's `route` (the types it has, its API trigger) and
+/// gives the trigger's own entry when it routes: only active message and event triggers
+/// of active workflows do.
+pub(super) fn route_trigger(
+    route: &mut pb::WorkflowRoute,
+    row: TriggerRow,
+) -> Option<pb::RoutingEntry> {
+    let (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) = row;
+    if !route.trigger_types.contains(&trigger_type) {
+        route.trigger_types.push(trigger_type.clone());
+    }
+    if trigger_type == "api_call" {
+        route.api_trigger_active = active;
+        route.api_trigger_id = Some(id);
+        return None;
+    }
+    if !active || route.status != "active" {
+        return None;
+    }
+    Some(entry(
+        trigger_key(&id),
+        Entry::Trigger(pb::TriggerRoute {
+            id,
+            workflow_id,
+            project_id,
+            r#type: trigger_type,
+            whatsapp_config_id,
+            event_type,
+        }),
+    ))
 }
 
 /// A table being compiled: API keys and workflows first, then numbers and triggers row by
@@ -329,31 +395,12 @@ impl Compilation {
         keys: Vec<KeyRow>,
         workflows: Vec<WorkflowRow>,
     ) -> Self {
-        for (id, project_id, secret_sha256, burst_limit, revoked) in keys {
-            table.push(&entry(
-                api_key_key(&id),
-                Entry::ApiKey(pb::ApiKeyRoute {
-                    burst_limit: burst_limit.and_then(|b| u32::try_from(b).ok()),
-                    revoked,
-                    id,
-                    project_id,
-                    secret_sha256,
-                }),
-            ));
+        for row in keys {
+            table.push(&key_entry(row));
         }
         let routes = workflows
             .into_iter()
-            .map(|(id, project_id, status)| {
-                (
-                    id.clone(),
-                    pb::WorkflowRoute {
-                        id,
-                        project_id,
-                        status,
-                        ..Default::default()
-                    },
-                )
-            })
+            .map(|row| (row.0.clone(), workflow_route(row)))
             .collect();
         Self {
             version,
@@ -367,41 +414,17 @@ impl Compilation {
     }
 
     fn trigger(&mut self, row: TriggerRow) {
-        let (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) =
-            row;
-        let Some(route) = self.routes.get_mut(&workflow_id) else {
+        let Some(route) = self.routes.get_mut(&row.1) else {
             return;
         };
-        if !route.trigger_types.contains(&trigger_type) {
-            route.trigger_types.push(trigger_type.clone());
+        if let Some(entry) = route_trigger(route, row) {
+            self.table.push(&entry);
         }
-        if trigger_type == "api_call" {
-            route.api_trigger_active = active;
-            route.api_trigger_id = Some(id);
-            return;
-        }
-        // Only active triggers of active workflows route.
-        if !active || route.status != "active" {
-            return;
-        }
-        self.table.push(&entry(
-            trigger_key(&id),
-            Entry::Trigger(pb::TriggerRoute {
-                id,
-                workflow_id,
-                project_id,
-                r#type: trigger_type,
-                whatsapp_config_id,
-                event_type,
-            }),
-        ));
     }
 
     fn finish(mut self) -> CompiledTable {
-        for mut w in self.routes.into_values() {
-            w.trigger_types.sort();
-            self.table
-                .push(&entry(workflow_key(&w.id.clone()), Entry::Workflow(w)));
+        for route in self.routes.into_values() {
+            self.table.push(&workflow_entry(route));
         }
         self.table.finish(self.version)
     }
