@@ -8,6 +8,7 @@
 use hashbrown::HashTable;
 use prost::Message;
 use prost::bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use switchboard_proto::v1 as pb;
 
@@ -132,11 +133,13 @@ impl Builder {
         }
         let mut table = CompiledTable {
             version,
+            dead: vec![0; self.segments.len()],
             segments: self.segments,
             spans: self.spans,
             counts: self.counts,
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            dead_bytes: 0,
         };
         let mut index = HashTable::with_capacity(table.spans.len());
         for i in 0..table.spans.len() {
@@ -170,6 +173,18 @@ fn count(counts: &mut pb::EntryCounts, entry: &pb::RoutingEntry) {
     }
 }
 
+/// Uncounts the entry with `key`, whose kind its prefix names (see the compiler's keys).
+fn uncount(counts: &mut pb::EntryCounts, key: &[u8]) {
+    let kind = match key.get(..2) {
+        Some(b"k:") => &mut counts.api_keys,
+        Some(b"n:") => &mut counts.numbers,
+        Some(b"w:") => &mut counts.workflows,
+        Some(b"t:") => &mut counts.triggers,
+        _ => return,
+    };
+    *kind = kind.saturating_sub(1);
+}
+
 /// A routing table at one version.
 #[derive(Debug)]
 pub struct CompiledTable {
@@ -180,6 +195,10 @@ pub struct CompiledTable {
     /// Positions in `spans`, by key.
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
+    /// Per segment, how many of its entries were replaced or removed by [`Self::patch`]
+    /// (their bytes stay in the shared segment and are left out of snapshot chunks).
+    dead: Vec<u32>,
+    dead_bytes: usize,
 }
 
 impl Default for CompiledTable {
@@ -188,16 +207,22 @@ impl Default for CompiledTable {
     }
 }
 
+fn key_of<'a>(segments: &'a [Bytes], s: &Span) -> &'a [u8] {
+    let at = (s.start + s.key_at) as usize;
+    &segments[s.segment as usize][at..at + s.key_len as usize]
+}
+
+fn field_of<'a>(segments: &'a [Bytes], s: &Span) -> &'a [u8] {
+    &segments[s.segment as usize][s.start as usize..(s.start + s.len) as usize]
+}
+
 impl CompiledTable {
     fn key(&self, i: usize) -> &[u8] {
-        let s = self.spans[i];
-        let at = (s.start + s.key_at) as usize;
-        &self.segments[s.segment as usize][at..at + s.key_len as usize]
+        key_of(&self.segments, &self.spans[i])
     }
 
     fn field(&self, i: usize) -> &[u8] {
-        let s = self.spans[i];
-        &self.segments[s.segment as usize][s.start as usize..(s.start + s.len) as usize]
+        field_of(&self.segments, &self.spans[i])
     }
 
     fn decode(&self, i: usize) -> pb::RoutingEntry {
@@ -222,7 +247,91 @@ impl CompiledTable {
 
     /// Encoded size of every entry.
     pub fn encoded_len(&self) -> usize {
-        self.segments.iter().map(Bytes::len).sum()
+        self.segments.iter().map(Bytes::len).sum::<usize>() - self.dead_bytes
+    }
+
+    /// Whether patches have left this table with many replaced or removed entries' bytes
+    /// or many small segments (snapshot chunks): then a full compile is due, which packs it
+    /// again.
+    pub fn fragmented(&self) -> bool {
+        let live = self.encoded_len();
+        self.dead_bytes > SEGMENT_BYTES.max(live / 4)
+            || self.segments.len() > 64 + 2 * live / SEGMENT_BYTES
+    }
+
+    /// The table after `upserts` and `removals`, at `version`. The new table shares this
+    /// one's segments (the changed entries go into new ones), so a change of k entries
+    /// costs O(k) plus a copy of the two small position arrays, not a rebuild.
+    pub fn patch(
+        &self,
+        version: i64,
+        upserts: &[pb::RoutingEntry],
+        removals: &[String],
+    ) -> CompiledTable {
+        let mut added = Builder::with_capacity(upserts.len());
+        for entry in upserts {
+            added.push(entry);
+        }
+        if !added.current.is_empty() {
+            added.segments.push(added.current.freeze());
+        }
+        let mut table = CompiledTable {
+            version,
+            segments: self.segments.clone(),
+            spans: self.spans.clone(),
+            counts: self.counts,
+            index: self.index.clone(),
+            hasher: self.hasher.clone(),
+            dead: self.dead.clone(),
+            dead_bytes: self.dead_bytes,
+        };
+        for key in removals {
+            table.remove(key.as_bytes());
+        }
+        let offset = u32::try_from(table.segments.len()).unwrap_or(u32::MAX);
+        table.segments.extend(added.segments);
+        table.dead.resize(table.segments.len(), 0);
+        for (entry, span) in upserts.iter().zip(added.spans) {
+            let span = Span {
+                segment: span.segment + offset,
+                ..span
+            };
+            table.remove(entry.key.as_bytes());
+            count(&mut table.counts, entry);
+            let i = u32::try_from(table.spans.len()).unwrap_or(u32::MAX);
+            table.spans.push(span);
+            let (segments, spans) = (&table.segments, &table.spans);
+            let hasher = &table.hasher;
+            table
+                .index
+                .insert_unique(hasher.hash_one(entry.key.as_bytes()), i, |&j| {
+                    hasher.hash_one(key_of(segments, &spans[j as usize]))
+                });
+        }
+        table
+    }
+
+    /// Removes the entry with `key`, if any; the last entry takes its position.
+    fn remove(&mut self, key: &[u8]) {
+        let (segments, spans) = (&self.segments, &self.spans);
+        let Ok(slot) = self.index.find_entry(self.hasher.hash_one(key), |&j| {
+            key_of(segments, &spans[j as usize]) == key
+        }) else {
+            return;
+        };
+        let i = slot.remove().0 as usize;
+        let gone = self.spans[i];
+        self.dead[gone.segment as usize] += 1;
+        self.dead_bytes += gone.len as usize;
+        uncount(&mut self.counts, key);
+        let last = self.spans.len() - 1;
+        if i != last {
+            let moved = self.hasher.hash_one(self.key(last));
+            if let Some(slot) = self.index.find_mut(moved, |&j| j as usize == last) {
+                *slot = i as u32;
+            }
+        }
+        self.spans.swap_remove(i);
     }
 
     /// The entry with `key`, decoded.
@@ -244,10 +353,35 @@ impl CompiledTable {
     /// [`SEGMENT_BYTES`] each; an entry larger than that has a chunk of its own. Always at
     /// least one chunk, empty for an empty table.
     pub fn chunks(&self) -> Vec<Bytes> {
-        if self.segments.is_empty() {
-            return vec![Bytes::new()];
+        // Segments holding replaced or removed entries are copied without them.
+        let mut live: HashMap<u32, Vec<Span>> = HashMap::new();
+        if self.dead_bytes > 0 {
+            for s in &self.spans {
+                if self.dead[s.segment as usize] > 0 {
+                    live.entry(s.segment).or_default().push(*s);
+                }
+            }
         }
-        self.segments.clone()
+        let mut chunks = Vec::with_capacity(self.segments.len());
+        for (i, segment) in self.segments.iter().enumerate() {
+            if self.dead[i] == 0 {
+                chunks.push(segment.clone());
+                continue;
+            }
+            let Some(mut spans) = live.remove(&(i as u32)) else {
+                continue;
+            };
+            spans.sort_unstable_by_key(|s| s.start);
+            let mut chunk = BytesMut::with_capacity(spans.iter().map(|s| s.len as usize).sum());
+            for s in &spans {
+                chunk.extend_from_slice(field_of(&self.segments, s));
+            }
+            chunks.push(chunk.freeze());
+        }
+        if chunks.is_empty() {
+            chunks.push(Bytes::new());
+        }
+        chunks
     }
 
     /// The changes from `old` to `new`, or `None` when they encode to more than
@@ -370,6 +504,78 @@ mod tests {
             .map(|c| pb::RoutingEntries::decode(c.clone()).map_or(0, |e| e.entries.len()))
             .sum();
         assert_eq!(decoded, 22);
+    }
+
+    fn sorted(mut entries: Vec<pb::RoutingEntry>) -> Vec<pb::RoutingEntry> {
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries
+    }
+
+    fn chunk_entries(t: &CompiledTable) -> Vec<pb::RoutingEntry> {
+        t.chunks()
+            .iter()
+            .flat_map(|c| {
+                pb::RoutingEntries::decode(c.clone())
+                    .map(|e| e.entries)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_patched_table_holds_what_a_fresh_build_of_the_same_entries_holds() {
+        let old: Vec<_> = (0..300).map(|i| number(i, "+1")).collect();
+        let mut b = Builder::with_segments(0, 512);
+        old.iter().for_each(|e| b.push(e));
+        let base = b.finish(1);
+        // Replace some, remove some (including the last position), add new ones.
+        let upserts: Vec<_> = (290..320).map(|i| number(i, "+2")).collect();
+        let removals: Vec<String> = [0, 5, 299, 150, 1000]
+            .iter()
+            .map(|i| format!("n:{i}"))
+            .collect();
+        let patched = base.patch(2, &upserts, &removals);
+        let mut expected: Vec<_> = (1..290)
+            .filter(|i| ![5, 150].contains(i))
+            .map(|i| number(i, "+1"))
+            .collect();
+        expected.extend(upserts.iter().filter(|e| e.key != "n:299").cloned());
+        expected.push(number(299, "+2"));
+        // n:299 was removed, then upserted again: the upsert wins.
+        let expected = sorted(expected);
+        assert_eq!(patched.version, 2);
+        assert_eq!(sorted(patched.entries().collect()), expected);
+        assert_eq!(sorted(chunk_entries(&patched)), expected);
+        assert_eq!(patched.counts().numbers as usize, expected.len());
+        assert_eq!(patched.len(), expected.len());
+        assert_eq!(patched.get("n:295"), Some(number(295, "+2")));
+        assert_eq!(patched.get("n:5"), None);
+        assert!(patched.encoded_len() < patched.segments.iter().map(Bytes::len).sum());
+        // The base is untouched.
+        assert_eq!(sorted(base.entries().collect()), sorted(old));
+        let fresh = {
+            let mut b = Builder::default();
+            expected.iter().for_each(|e| b.push(e));
+            b.finish(2)
+        };
+        assert_eq!(patched.encoded_len(), fresh.encoded_len());
+        let none = CompiledTable::diff(&fresh, &patched, 0).unwrap_or_default();
+        assert!(none.upserts.is_empty() && none.removals.is_empty());
+    }
+
+    #[test]
+    fn tables_worn_by_patches_ask_for_a_full_compile() {
+        let mut b = Builder::default();
+        (0..100).for_each(|i| b.push(&number(i, "+1")));
+        let mut t = b.finish(1);
+        assert!(!t.fragmented());
+        for v in 2..200 {
+            t = t.patch(v, &[number(v % 100, "+3")], &[]);
+        }
+        // 198 one-entry segments for a table of a few kilobytes.
+        assert!(t.fragmented());
+        assert_eq!(t.len(), 100);
+        assert_eq!(chunk_entries(&t).len(), 100);
     }
 
     #[test]
