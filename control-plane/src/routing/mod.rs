@@ -4,6 +4,7 @@
 
 pub mod compiler;
 pub mod distribution;
+pub mod incremental;
 mod pg_copy;
 pub mod publisher;
 pub mod table;

@@ -5,8 +5,8 @@
 //! database sees — shows a newer version written elsewhere. Sessions watch the published
 //! value; a `watch` channel keeps only the newest, so bursts collapse.
 
-use super::compiler;
 use super::table::CompiledTable;
+use super::{compiler, incremental};
 use crate::catalog::Catalog;
 use prost::Message;
 use std::collections::{HashMap, VecDeque};
@@ -137,20 +137,13 @@ pub async fn start(
                 }
             }
             let started = std::time::Instant::now();
-            let table = match compiler::compile_like(&catalog, &current.table).await {
-                Ok(table) => table,
+            let (table, delta, incremental) = match next(&catalog, &current.table).await {
+                Ok(next) => next,
                 Err(err) => {
                     tracing::warn!(error = %err, "routing compile failed; keeping the last table");
                     continue;
                 }
             };
-            let table = Arc::new(table);
-            let (old, new) = (current.table.clone(), table.clone());
-            let delta = tokio::task::spawn_blocking(move || {
-                CompiledTable::diff(&old, &new, MAX_DELTA_BYTES)
-            })
-            .await
-            .unwrap_or_default();
             let mut deltas = current.deltas.clone();
             match delta {
                 Some(delta) => deltas.push_back(Arc::new(delta)),
@@ -163,6 +156,7 @@ pub async fn start(
             tracing::info!(
                 version = table.version,
                 entries = table.len(),
+                incremental,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "routing table compiled"
             );
@@ -171,6 +165,29 @@ pub async fn start(
         }
     });
     Ok(rx)
+}
+
+/// The table at the catalog's current version with the delta from `current` (`None`: too
+/// large to send), and whether it was built incrementally: from the changes since
+/// `current` when the audit log accounts for all of them, else by a full compile and diff.
+async fn next(
+    catalog: &Catalog,
+    current: &Arc<CompiledTable>,
+) -> crate::catalog::Result<(Arc<CompiledTable>, Option<pb::Delta>, bool)> {
+    if let Some((table, delta)) = incremental::compile(catalog, current).await? {
+        let delta = (delta.encoded_len() <= MAX_DELTA_BYTES).then_some(delta);
+        metrics::counter!("switchboard_routing_compiles_total", "kind" => "incremental")
+            .increment(1);
+        return Ok((Arc::new(table), delta, true));
+    }
+    metrics::counter!("switchboard_routing_compiles_total", "kind" => "full").increment(1);
+    let table = Arc::new(compiler::compile_like(catalog, current).await?);
+    let (old, new) = (current.clone(), table.clone());
+    let delta =
+        tokio::task::spawn_blocking(move || CompiledTable::diff(&old, &new, MAX_DELTA_BYTES))
+            .await
+            .unwrap_or_default();
+    Ok((table, delta, false))
 }
 
 #[cfg(test)]
