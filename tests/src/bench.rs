@@ -55,7 +55,11 @@ pub fn data_plane_command(
         .arg(state_dir)
         .env("SWITCHBOARD_NODE_TOKEN", crate::NODE_TOKEN)
         .env("SWITCHBOARD_RUNNER_TOKEN", crate::RUNNER_TOKEN)
-        .env("RUST_LOG", "warn")
+        // `SB_BENCH_DP_LOG=info` shows the nodes' timings (snapshot indexed, delta applied).
+        .env(
+            "RUST_LOG",
+            std::env::var("SB_BENCH_DP_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .kill_on_drop(true);
     Ok(command)

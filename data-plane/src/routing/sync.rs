@@ -157,9 +157,19 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
                 let current = slot
                     .table()
                     .ok_or_else(|| SessionError::Protocol("delta without a base table".into()))?;
-                build(move || current.apply(&delta))
+                let started = Instant::now();
+                let changes = (delta.upserts.len(), delta.removals.len());
+                let table = build(move || current.apply(&delta))
                     .await?
-                    .map_err(|e| SessionError::Protocol(e.to_string()))?
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                tracing::info!(
+                    version = table.version(),
+                    upserts = changes.0,
+                    removals = changes.1,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "delta applied"
+                );
+                table
             }
         };
         let reply = install(config, slot, table).await;
