@@ -268,7 +268,9 @@ impl CompiledTable {
         upserts: &[pb::RoutingEntry],
         removals: &[String],
     ) -> CompiledTable {
-        let mut added = Builder::with_capacity(upserts.len());
+        // A segment the size of the change (a frozen buffer keeps its whole capacity).
+        let size: usize = upserts.iter().map(|e| e.encoded_len() + 16).sum();
+        let mut added = Builder::with_segments(upserts.len(), size.min(SEGMENT_BYTES));
         for entry in upserts {
             added.push(entry);
         }
