@@ -151,7 +151,7 @@ async fn read_numbers(
     .execute(&mut *txn)
     .await
     .map_err(pg_copy::query_error)?;
-    pg_copy::rows(&mut txn, NUMBERS, |row| push_number(&mut table, row)).await?;
+    pg_copy::rows(&mut txn, NUMBERS, |row| table.push(&number_entry(row))).await?;
     txn.commit().await.map_err(pg_copy::query_error)?;
     Ok(table)
 }
@@ -170,21 +170,13 @@ async fn read_generic(catalog: &Catalog, table: Builder) -> catalog::Result<Comp
         .all(&txn)
         .await?
         .into_iter()
-        .map(|k| {
-            (
-                k.id,
-                k.project_id,
-                k.secret_sha256,
-                k.burst_limit,
-                k.revoked_at.is_some(),
-            )
-        })
+        .map(key_row)
         .collect();
     let workflows = workflow::Entity::find()
         .all(&txn)
         .await?
         .into_iter()
-        .map(|w| (w.id, w.project_id, w.status))
+        .map(workflow_row)
         .collect();
     let mut compilation = Compilation::new(table, version, keys, workflows);
     // Select only what routes, by position.
@@ -246,6 +238,39 @@ pub type TriggerRow = (
     bool,
 );
 
+/// The rows of catalog models (where they are read through sea-orm).
+pub(super) fn key_row(k: api_key::Model) -> KeyRow {
+    let revoked = k.revoked_at.is_some();
+    (k.id, k.project_id, k.secret_sha256, k.burst_limit, revoked)
+}
+
+pub(super) fn workflow_row(w: workflow::Model) -> WorkflowRow {
+    (w.id, w.project_id, w.status)
+}
+
+pub(super) fn number_row(n: whatsapp_config::Model) -> NumberRow {
+    (
+        n.id,
+        n.project_id,
+        n.phone_number_id,
+        n.display_phone_number,
+        n.is_default,
+        n.access_token,
+    )
+}
+
+pub(super) fn trigger_row(t: trigger::Model) -> TriggerRow {
+    (
+        t.id,
+        t.workflow_id,
+        t.project_id,
+        t.trigger_type,
+        t.whatsapp_config_id,
+        t.event_type,
+        t.active,
+    )
+}
+
 /// The pure part of compilation, separate so it can be benchmarked and unit-tested.
 pub fn build(
     version: i64,
@@ -297,10 +322,6 @@ impl FromCopy for TriggerRow {
             f.boolean()?,
         ))
     }
-}
-
-fn push_number(table: &mut Builder, row: NumberRow) {
-    table.push(&number_entry(row));
 }
 
 pub(super) fn number_entry(row: NumberRow) -> pb::RoutingEntry {
@@ -410,7 +431,7 @@ impl Compilation {
     }
 
     fn number(&mut self, row: NumberRow) {
-        push_number(&mut self.table, row);
+        self.table.push(&number_entry(row));
     }
 
     fn trigger(&mut self, row: TriggerRow) {

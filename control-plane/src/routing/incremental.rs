@@ -125,11 +125,10 @@ pub async fn compile(
         _ => db.begin().await?,
     };
     let found = changes(&txn, previous).await?;
+    txn.commit().await?;
     let Some((version, changed, rows)) = found else {
-        txn.commit().await?;
         return Ok(None);
     };
-    txn.commit().await?;
     let mut upserts = Vec::new();
     let mut removals = Vec::new();
     let mut put = |key: String, entry: Option<pb::RoutingEntry>| match entry {
@@ -251,7 +250,7 @@ async fn changes(
             .await?
         {
             changed.triggers.insert(t.id.clone());
-            rows.triggers.insert(t.id.clone(), trigger_row(t));
+            rows.triggers.insert(t.id.clone(), compiler::trigger_row(t));
         }
     }
     if changed.len() > MAX_CHANGED {
@@ -264,33 +263,18 @@ async fn changes(
         .cloned()
         .collect();
     for t in find_in::<trigger::Entity, _, _>(txn, T::Id, &unread).await? {
-        rows.triggers.insert(t.id.clone(), trigger_row(t));
+        rows.triggers.insert(t.id.clone(), compiler::trigger_row(t));
     }
     let keys: Vec<String> = changed.keys.iter().cloned().collect();
     for k in find_in::<api_key::Entity, _, _>(txn, api_key::Column::Id, &keys).await? {
-        let row = (
-            k.id.clone(),
-            k.project_id,
-            k.secret_sha256,
-            k.burst_limit,
-            k.revoked_at.is_some(),
-        );
-        rows.keys.insert(k.id, row);
+        rows.keys.insert(k.id.clone(), compiler::key_row(k));
     }
     let numbers: Vec<i64> = changed.numbers.iter().copied().collect();
     let found =
         find_in::<whatsapp_config::Entity, _, _>(txn, whatsapp_config::Column::Id, &numbers)
             .await?;
     for n in found {
-        let row = (
-            n.id,
-            n.project_id,
-            n.phone_number_id,
-            n.display_phone_number,
-            n.is_default,
-            n.access_token,
-        );
-        rows.numbers.insert(n.id, row);
+        rows.numbers.insert(n.id, compiler::number_row(n));
     }
     let workflows: Vec<String> = changed
         .routes
@@ -302,7 +286,7 @@ async fn changes(
         .collect();
     for w in find_in::<workflow::Entity, _, _>(txn, workflow::Column::Id, &workflows).await? {
         rows.workflows
-            .insert(w.id.clone(), (w.id, w.project_id, w.status));
+            .insert(w.id.clone(), compiler::workflow_row(w));
     }
     // A route lists the types of every trigger of its workflow: one probe per type.
     for w in &changed.routes {
@@ -313,23 +297,11 @@ async fn changes(
                 .filter(T::TriggerType.eq(kind))
                 .one(txn)
                 .await?;
-            kinds.extend(one.map(trigger_row));
+            kinds.extend(one.map(compiler::trigger_row));
         }
         rows.kinds.insert(w.clone(), kinds);
     }
     Ok(Some((version, changed, rows)))
-}
-
-fn trigger_row(t: trigger::Model) -> TriggerRow {
-    (
-        t.id,
-        t.workflow_id,
-        t.project_id,
-        t.trigger_type,
-        t.whatsapp_config_id,
-        t.event_type,
-        t.active,
-    )
 }
 
 /// The rows of `E` whose `column` is one of `ids`, in batches.
