@@ -76,7 +76,7 @@ impl<T: Keyed> Dense<T> {
     }
 
     /// Position of the item with `key`.
-    fn position(&self, key: &T::Key) -> Option<u32> {
+    pub fn position(&self, key: &T::Key) -> Option<u32> {
         let (items, hash) = (&self.items, self.hash(key));
         self.index
             .find(spread(hash), |s| {
@@ -184,6 +184,39 @@ impl Positions {
                 slot.insert(position);
                 false
             }
+        }
+    }
+
+    /// Forgets `position` if it holds the slot of `key(item at position)`; says whether it
+    /// did.
+    pub fn forget<T: Keyed, K: Hash + Eq>(
+        &mut self,
+        dense: &Dense<T>,
+        position: u32,
+        key: impl Fn(&T) -> K,
+    ) -> bool {
+        let hash = dense.hasher.hash_one(key(dense.at(position)));
+        match self.index.find_entry(hash, |&p| p == position) {
+            Ok(slot) => {
+                slot.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// After [`Dense::remove`] moved the item at `from` (the last) to `to`, points its slot,
+    /// if it has one, at `to`.
+    pub fn moved<T: Keyed, K: Hash + Eq>(
+        &mut self,
+        dense: &Dense<T>,
+        from: u32,
+        to: u32,
+        key: impl Fn(&T) -> K,
+    ) {
+        let hash = dense.hasher.hash_one(key(dense.at(to)));
+        if let Some(slot) = self.index.find_mut(hash, |&p| p == from) {
+            *slot = to;
         }
     }
 

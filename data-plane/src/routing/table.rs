@@ -9,6 +9,8 @@
 //! and a million triggers take about 250 MB. [`RoutingTable::to_entries`] gives the
 //! protobuf form back for persistence.
 
+mod patch;
+
 use super::dense::{Dense, Hasher, Keyed, Positions};
 use std::collections::HashSet;
 use switchboard_proto::EVENT_TYPES;
@@ -144,7 +146,7 @@ fn number_of(t: &Trigger) -> Option<i64> {
     t.whatsapp_config_id
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RoutingTable {
     version: i64,
     sources: Sources,
@@ -402,7 +404,8 @@ impl RoutingTable {
         builder.build(version)
     }
 
-    /// The table after `delta`, built anew; the current table stays untouched.
+    /// The table after `delta`; the current table stays untouched. Patched in place on a
+    /// copy when that gives what a rebuild gives (see [`patch`]), else rebuilt.
     pub fn apply(&self, delta: &pb::Delta) -> Result<Self, VersionMismatch> {
         if delta.from_version != self.version {
             return Err(VersionMismatch {
@@ -410,6 +413,11 @@ impl RoutingTable {
                 held: self.version,
             });
         }
+        Ok(self.patched(delta).unwrap_or_else(|| self.rebuilt(delta)))
+    }
+
+    /// The table after `delta`, every index built anew.
+    fn rebuilt(&self, delta: &pb::Delta) -> Self {
         let mut sources = self.sources.clone();
         for key in &delta.removals {
             remove_from(&mut sources, key);
@@ -418,7 +426,7 @@ impl RoutingTable {
             remove_from(&mut sources, &upsert.key);
             insert(&mut sources, parse(upsert.clone()));
         }
-        Ok(Self::index(delta.to_version, sources))
+        Self::index(delta.to_version, sources)
     }
 
     /// Checks references between entries and builds the lookup indexes. The catalog's
