@@ -100,5 +100,24 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups);
+/// Applying a one-trigger delta (what a node does for a single catalog change).
+fn deltas(c: &mut Criterion) {
+    let mut group = c.benchmark_group("routing_delta");
+    group.sample_size(10);
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let t = table(n);
+        let delta = pb::Delta {
+            from_version: 1,
+            to_version: 2,
+            upserts: vec![],
+            removals: vec![format!("t:01a214e0-0000-7000-8000-{:012}", n / 2)],
+        };
+        group.bench_with_input(BenchmarkId::new("remove_one_trigger", n), &n, |b, _| {
+            b.iter(|| black_box(t.apply(&delta)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookups, deltas);
 criterion_main!(benches);
