@@ -85,6 +85,25 @@ async fn probe_trigger(
         .map_err(Into::into)
 }
 
+/// Waits until the control plane recorded `node_id`'s ACK of `version` (the node ACKs
+/// after persisting).
+async fn wait_ack(admin: &mut Admin, node_id: &str, version: i64) -> anyhow::Result<()> {
+    loop {
+        let nodes = admin
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
+        if nodes
+            .iter()
+            .any(|n| n.node_id == node_id && n.applied_version >= version)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn readyz_version(client: &reqwest::Client, url: &str) -> Option<i64> {
     let body: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
     body["routing_version"].as_i64()
@@ -128,17 +147,7 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
     let changed = Instant::now();
     wait_version(&http, &mut child, &readyz, version, 2).await?;
     let applied = changed.elapsed();
-    loop {
-        let nodes = admin
-            .list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner()
-            .nodes;
-        if nodes.iter().any(|n| n.applied_version >= version) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_ack(&mut admin, "bench-dp", version).await?;
     let acked = changed.elapsed();
     let (rss_now, rss_peak) = rss(pid);
     // Memory freed while applying (received chunks, the persisted file's buffers) goes back
@@ -160,6 +169,9 @@ async fn table_size(n: u64) -> anyhow::Result<()> {
         spawn_data_plane(&cp.grpc_url, "bench-dp-2", &state.path().join("second"))?;
     wait_version(&http, &mut second, &second_readyz, version, 2).await?;
     let join = joined.elapsed();
+    // The second node persists the table after serving it: let it finish, so that the
+    // next measurement does not share the cores with it.
+    wait_ack(&mut admin, "bench-dp-2", version).await?;
 
     // One trigger change on the large catalog: admin call → applied on the first node.
     let changed = Instant::now();
