@@ -187,21 +187,16 @@ impl Positions {
         }
     }
 
-    /// Forgets `position` if it holds the slot of `key(item at position)`; says whether it
-    /// did.
+    /// Forgets `position` if it holds the slot of `key(item at position)`.
     pub fn forget<T: Keyed, K: Hash + Eq>(
         &mut self,
         dense: &Dense<T>,
         position: u32,
         key: impl Fn(&T) -> K,
-    ) -> bool {
+    ) {
         let hash = dense.hasher.hash_one(key(dense.at(position)));
-        match self.index.find_entry(hash, |&p| p == position) {
-            Ok(slot) => {
-                slot.remove();
-                true
-            }
-            Err(_) => false,
+        if let Ok(slot) = self.index.find_entry(hash, |&p| p == position) {
+            slot.remove();
         }
     }
 

@@ -156,10 +156,69 @@ pub struct RoutingTable {
     /// Numbers by Meta id ([`meta_id_of`]).
     numbers_by_meta_id: Positions,
     default_numbers: HashMap<Uuid, i64>,
+    slots: TriggerSlots,
+}
+
+/// The slots routed triggers hold: a number's message trigger, an event's trigger on a
+/// number, an event's project-wide trigger.
+#[derive(Clone, Debug, Default)]
+struct TriggerSlots {
     /// Message triggers by number ([`number_of`]).
-    message_triggers: Positions,
-    event_triggers: HashMap<(EventType, i64), Uuid>,
-    project_event_triggers: HashMap<(EventType, Uuid), Uuid>,
+    message: Positions,
+    events: HashMap<(EventType, i64), Uuid>,
+    project_events: HashMap<(EventType, Uuid), Uuid>,
+}
+
+impl TriggerSlots {
+    /// Puts the trigger at `position` in its slot unless that is taken; says whether it was
+    /// (a trigger with neither event nor number has no slot: taken too).
+    fn claim(&mut self, triggers: &Dense<Trigger>, position: u32) -> bool {
+        let tr = triggers.at(position);
+        match (tr.event, tr.whatsapp_config_id) {
+            (None, Some(_)) => self.message.claim(triggers, position, number_of),
+            (Some(event), Some(number)) => claim(&mut self.events, (event, number), tr.id),
+            (Some(event), None) => claim(&mut self.project_events, (event, tr.project_id), tr.id),
+            (None, None) => true,
+        }
+    }
+
+    /// Frees the slot of the trigger at `position`, if it holds one.
+    fn release(&mut self, triggers: &Dense<Trigger>, position: u32) {
+        let tr = triggers.at(position);
+        let id = Some(&tr.id);
+        match (tr.event, tr.whatsapp_config_id) {
+            (None, _) => {
+                self.message.forget(triggers, position, number_of);
+            }
+            (Some(event), Some(number)) => {
+                if self.events.get(&(event, number)) == id {
+                    self.events.remove(&(event, number));
+                }
+            }
+            (Some(event), None) => {
+                if self.project_events.get(&(event, tr.project_id)) == id {
+                    self.project_events.remove(&(event, tr.project_id));
+                }
+            }
+        }
+    }
+}
+
+impl Sources {
+    /// Why trigger `tr` cannot route given the workflows and numbers, if it cannot.
+    fn refusal(&self, tr: &Trigger) -> Option<&'static str> {
+        match self.workflows.get(&tr.workflow_id) {
+            Some(w) if w.active && w.project_id == tr.project_id => {}
+            Some(_) => return Some("workflow is not active in the trigger's project"),
+            None => return Some("unknown workflow"),
+        }
+        let foreign_number = tr.whatsapp_config_id.is_some_and(|config_id| {
+            self.numbers
+                .get(&config_id)
+                .is_none_or(|n| n.project_id != tr.project_id)
+        });
+        foreign_number.then_some("number unknown or of another project")
+    }
 }
 
 /// Meta's `phone_number_id` as a number; only canonical decimal strings qualify, so the
@@ -467,39 +526,13 @@ impl RoutingTable {
             }
         }
         let triggers = &sources.triggers;
-        t.message_triggers = Positions::with_capacity(triggers.len());
+        t.slots.message = Positions::with_capacity(triggers.len());
         for position in 0..triggers.len() as u32 {
             let tr = triggers.at(position);
             let key = || format!("t:{}", tr.id);
-            match sources.workflows.get(&tr.workflow_id) {
-                Some(w) if w.active && w.project_id == tr.project_id => {}
-                Some(_) => {
-                    reject(key(), "workflow is not active in the trigger's project");
-                    continue;
-                }
-                None => {
-                    reject(key(), "unknown workflow");
-                    continue;
-                }
-            }
-            let foreign_number = tr.whatsapp_config_id.is_some_and(|config_id| {
-                numbers
-                    .get(&config_id)
-                    .is_none_or(|n| n.project_id != tr.project_id)
-            });
-            if foreign_number {
-                reject(key(), "number unknown or of another project");
-                continue;
-            }
-            let taken = match (tr.event, tr.whatsapp_config_id) {
-                (None, Some(_)) => t.message_triggers.claim(triggers, position, number_of),
-                (Some(event), Some(number)) => claim(&mut t.event_triggers, (event, number), tr.id),
-                (Some(event), None) => {
-                    claim(&mut t.project_event_triggers, (event, tr.project_id), tr.id)
-                }
-                (None, None) => true,
-            };
-            if taken {
+            if let Some(reason) = sources.refusal(tr) {
+                reject(key(), reason);
+            } else if t.slots.claim(triggers, position) {
                 reject(key(), "trigger slot routed twice");
             }
         }
@@ -622,26 +655,31 @@ impl RoutingTable {
 
     /// The active message trigger of a number.
     pub fn message_trigger(&self, config_id: i64) -> Option<&Trigger> {
-        self.message_triggers
+        self.slots
+            .message
             .get(&self.sources.triggers, &Some(config_id), number_of)
     }
 
     /// The event trigger for `event` on a number: its own, else its project's.
     pub fn event_trigger(&self, event: EventType, number: &Number) -> Option<&Trigger> {
-        self.event_triggers
+        let slots = &self.slots;
+        slots
+            .events
             .get(&(event, number.whatsapp_config_id))
-            .or_else(|| self.project_event_triggers.get(&(event, number.project_id)))
+            .or_else(|| slots.project_events.get(&(event, number.project_id)))
             .and_then(|id| self.sources.triggers.get(id))
     }
 
     /// Ids of every trigger that routes (for diagnostics and tests).
     pub fn routed_trigger_ids(&self) -> HashSet<Uuid> {
         let triggers = &self.sources.triggers;
-        self.message_triggers
+        let slots = &self.slots;
+        slots
+            .message
             .positions()
             .map(|p| triggers.at(p).id)
-            .chain(self.event_triggers.values().copied())
-            .chain(self.project_event_triggers.values().copied())
+            .chain(slots.events.values().copied())
+            .chain(slots.project_events.values().copied())
             .collect()
     }
 }

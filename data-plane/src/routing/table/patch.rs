@@ -118,31 +118,11 @@ impl RoutingTable {
                 let Some(p) = triggers.position(&id) else {
                     return Some(Old::Nothing);
                 };
-                let Trigger {
-                    event,
-                    whatsapp_config_id,
-                    project_id,
-                    ..
-                } = *triggers.at(p);
-                match (event, whatsapp_config_id) {
-                    (None, _) => {
-                        self.message_triggers.forget(triggers, p, number_of);
-                    }
-                    (Some(e), Some(n)) => {
-                        if self.event_triggers.get(&(e, n)) == Some(&id) {
-                            self.event_triggers.remove(&(e, n));
-                        }
-                    }
-                    (Some(e), None) => {
-                        if self.project_event_triggers.get(&(e, project_id)) == Some(&id) {
-                            self.project_event_triggers.remove(&(e, project_id));
-                        }
-                    }
-                }
+                self.slots.release(triggers, p);
                 triggers.remove(&id);
                 let last = triggers.len() as u32;
                 if p < last {
-                    self.message_triggers.moved(triggers, last, p, number_of);
+                    self.slots.message.moved(triggers, last, p, number_of);
                 }
                 Some(Old::Nothing)
             }
@@ -173,38 +153,22 @@ impl RoutingTable {
                 false
             }
             Parsed::Trigger(tr) => {
-                let (id, event, number, project) =
-                    (tr.id, tr.event, tr.whatsapp_config_id, tr.project_id);
+                let id = tr.id;
                 let triggers = &mut self.sources.triggers;
                 triggers.insert(tr);
                 let p = triggers.position(&id)?;
                 checks.triggers.push(id);
-                match (event, number) {
-                    (None, Some(_)) => self.message_triggers.claim(triggers, p, number_of),
-                    (Some(e), Some(n)) => claim(&mut self.event_triggers, (e, n), id),
-                    (Some(e), None) => claim(&mut self.project_event_triggers, (e, project), id),
-                    (None, None) => true,
-                }
+                self.slots.claim(triggers, p)
             }
             Parsed::Unparsed(_) => true,
         };
         (!taken).then_some(())
     }
 
-    /// Whether the checked triggers reference an active workflow of their project and, if
-    /// they name one, a number of their project (what a rebuild requires).
+    /// Whether a rebuild would route every checked trigger (see `Sources::refusal`).
     fn valid(&self, checks: &Checks) -> bool {
         let s = &self.sources;
-        let ok = |t: &Trigger| {
-            s.workflows
-                .get(&t.workflow_id)
-                .is_some_and(|w| w.active && w.project_id == t.project_id)
-                && t.whatsapp_config_id.is_none_or(|config_id| {
-                    s.numbers
-                        .get(&config_id)
-                        .is_some_and(|n| n.project_id == t.project_id)
-                })
-        };
+        let ok = |t: &Trigger| s.refusal(t).is_none();
         if checks.all_triggers {
             s.triggers.iter().all(ok)
         } else {
