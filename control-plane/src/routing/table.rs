@@ -29,6 +29,13 @@ struct Span {
     key_len: u32,
 }
 
+/// The hash of an entry's key in a table's index. The keys are ids the control plane chose
+/// (never attacker-picked), so a fixed seed is safe, and it lets builders filled apart (on
+/// two connections) hash alike.
+fn key_hash(key: &[u8]) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(key)
+}
+
 /// Builds a table entry by entry.
 #[derive(Debug)]
 pub struct Builder {
@@ -36,6 +43,9 @@ pub struct Builder {
     segments: Vec<Bytes>,
     current: BytesMut,
     spans: Vec<Span>,
+    /// The key hash of each span, taken while the key is at hand, so that indexing in
+    /// [`Builder::finish`] reads no entry again.
+    hashes: Vec<u64>,
     counts: pb::EntryCounts,
 }
 
@@ -57,6 +67,7 @@ impl Builder {
             segments: Vec::new(),
             current: BytesMut::new(),
             spans: Vec::with_capacity(entries),
+            hashes: Vec::with_capacity(entries),
             counts: pb::EntryCounts::default(),
         }
     }
@@ -89,6 +100,7 @@ impl Builder {
         let key_len = entry.key.len();
         let key_at = (len - message_len) + 1 + prost::encoding::encoded_len_varint(key_len as u64);
         count(&mut self.counts, entry);
+        self.hashes.push(key_hash(entry.key.as_bytes()));
         self.spans.push(Span {
             segment: u32::try_from(self.segments.len()).unwrap_or(u32::MAX),
             start: u32::try_from(start).unwrap_or(u32::MAX),
@@ -125,6 +137,7 @@ impl Builder {
             segment: s.segment + offset,
             ..s
         }));
+        self.hashes.extend(other.hashes);
     }
 
     pub fn finish(mut self, version: i64) -> CompiledTable {
@@ -138,17 +151,15 @@ impl Builder {
             spans: self.spans,
             counts: self.counts,
             index: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
             dead_bytes: 0,
         };
+        let hashes = self.hashes;
         let mut index = HashTable::with_capacity(table.spans.len());
-        for i in 0..table.spans.len() {
-            let key = table.key(i);
-            let hash = table.hasher.hash_one(key);
+        for (i, &hash) in hashes.iter().enumerate() {
             match index.entry(
                 hash,
-                |&j: &u32| table.key(j as usize) == key,
-                |&j: &u32| table.hasher.hash_one(table.key(j as usize)),
+                |&j: &u32| table.key(j as usize) == table.key(i),
+                |&j: &u32| hashes[j as usize],
             ) {
                 hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = i as u32,
                 hashbrown::hash_table::Entry::Vacant(slot) => {
@@ -192,9 +203,8 @@ pub struct CompiledTable {
     segments: Vec<Bytes>,
     spans: Vec<Span>,
     counts: pb::EntryCounts,
-    /// Positions in `spans`, by key.
+    /// Positions in `spans`, by key ([`key_hash`]).
     index: HashTable<u32>,
-    hasher: foldhash::fast::RandomState,
     /// Per segment, how many of its entries were replaced or removed by [`Self::patch`]
     /// (their bytes stay in the shared segment and are left out of snapshot chunks).
     dead: Vec<u32>,
@@ -232,7 +242,7 @@ impl CompiledTable {
 
     fn find(&self, key: &[u8]) -> Option<usize> {
         self.index
-            .find(self.hasher.hash_one(key), |&j| self.key(j as usize) == key)
+            .find(key_hash(key), |&j| self.key(j as usize) == key)
             .map(|&j| j as usize)
     }
 
@@ -283,7 +293,6 @@ impl CompiledTable {
             spans: self.spans.clone(),
             counts: self.counts,
             index: self.index.clone(),
-            hasher: self.hasher.clone(),
             dead: self.dead.clone(),
             dead_bytes: self.dead_bytes,
         };
@@ -293,7 +302,7 @@ impl CompiledTable {
         let offset = u32::try_from(table.segments.len()).unwrap_or(u32::MAX);
         table.segments.extend(added.segments);
         table.dead.resize(table.segments.len(), 0);
-        for (entry, span) in upserts.iter().zip(added.spans) {
+        for ((entry, span), hash) in upserts.iter().zip(added.spans).zip(added.hashes) {
             let span = Span {
                 segment: span.segment + offset,
                 ..span
@@ -303,12 +312,9 @@ impl CompiledTable {
             let i = u32::try_from(table.spans.len()).unwrap_or(u32::MAX);
             table.spans.push(span);
             let (segments, spans) = (&table.segments, &table.spans);
-            let hasher = &table.hasher;
             table
                 .index
-                .insert_unique(hasher.hash_one(entry.key.as_bytes()), i, |&j| {
-                    hasher.hash_one(key_of(segments, &spans[j as usize]))
-                });
+                .insert_unique(hash, i, |&j| key_hash(key_of(segments, &spans[j as usize])));
         }
         table
     }
@@ -316,7 +322,7 @@ impl CompiledTable {
     /// Removes the entry with `key`, if any; the last entry takes its position.
     fn remove(&mut self, key: &[u8]) {
         let (segments, spans) = (&self.segments, &self.spans);
-        let Ok(slot) = self.index.find_entry(self.hasher.hash_one(key), |&j| {
+        let Ok(slot) = self.index.find_entry(key_hash(key), |&j| {
             key_of(segments, &spans[j as usize]) == key
         }) else {
             return;
@@ -328,7 +334,7 @@ impl CompiledTable {
         uncount(&mut self.counts, key);
         let last = self.spans.len() - 1;
         if i != last {
-            let moved = self.hasher.hash_one(self.key(last));
+            let moved = key_hash(self.key(last));
             if let Some(slot) = self.index.find_mut(moved, |&j| j as usize == last) {
                 *slot = i as u32;
             }
