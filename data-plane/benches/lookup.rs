@@ -4,6 +4,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use switchboard_data_plane::routing::RoutingTable;
+use switchboard_data_plane::routing::table::ParsedChunk;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
@@ -12,6 +13,11 @@ const WORKFLOW: &str = "01a214e0-e9c2-765a-b4bc-c3d00d4eb95c";
 
 /// A table with `n` numbers, each with an active message trigger, and `n` API keys.
 fn table(n: u64) -> RoutingTable {
+    RoutingTable::build(1, entries(n))
+}
+
+/// The entries of [`table`].
+fn entries(n: u64) -> Vec<pb::RoutingEntry> {
     let mut all = vec![pb::RoutingEntry {
         key: format!("w:{WORKFLOW}"),
         entry: Some(Entry::Workflow(pb::WorkflowRoute {
@@ -56,7 +62,7 @@ fn table(n: u64) -> RoutingTable {
             })),
         });
     }
-    RoutingTable::build(1, all)
+    all
 }
 
 fn lookups(c: &mut Criterion) {
@@ -119,5 +125,35 @@ fn deltas(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, deltas);
+/// Receiving a snapshot: one ~1 MiB chunk decoded and parsed, and a whole table indexed.
+fn snapshots(c: &mut Criterion) {
+    let mut group = c.benchmark_group("routing_snapshot");
+    let chunk = prost::Message::encode_to_vec(&pb::RoutingEntries {
+        entries: entries(2_500),
+    });
+    group.throughput(criterion::Throughput::Bytes(chunk.len() as u64));
+    group.bench_function("chunk_prost_then_parse", |b| {
+        b.iter(|| {
+            let decoded: pb::RoutingEntries =
+                prost::Message::decode(black_box(&chunk[..])).unwrap_or_default();
+            black_box(ParsedChunk::parse(decoded.entries))
+        })
+    });
+    group.bench_function("chunk_decode", |b| {
+        b.iter(|| black_box(ParsedChunk::decode(black_box(&chunk[..]))))
+    });
+    group.throughput(criterion::Throughput::Elements(3_000_000));
+    group.sample_size(10);
+    let all = entries(1_000_000);
+    group.bench_function("build_1m", |b| {
+        b.iter_batched(
+            || all.clone(),
+            |entries| black_box(RoutingTable::build(1, entries)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, deltas, snapshots);
 criterion_main!(benches);

@@ -271,9 +271,8 @@ async fn collect(
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
     let parsing = tokio::task::spawn_blocking(move || {
-        let decoded = <pb::RoutingEntries as prost::Message>::decode(chunk.entries)
-            .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))?;
-        Ok(ParsedChunk::parse(decoded.entries))
+        ParsedChunk::decode(&chunk.entries)
+            .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))
     });
     let queued = match &p.parsing {
         Some(tx) => tx.send(parsing).await.is_ok(),

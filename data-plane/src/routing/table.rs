@@ -9,6 +9,7 @@
 //! and a million triggers take about 250 MB. [`RoutingTable::to_entries`] gives the
 //! protobuf form back for persistence.
 
+mod decode;
 mod patch;
 
 use super::dense::{Dense, Hasher, Keyed, Positions};
@@ -244,7 +245,7 @@ fn key_matches(key: &str, prefix: &str, id: &str) -> Result<(), String> {
 
 /// One entry parsed, or refused with the reason; parsing needs nothing but the entry, so
 /// the chunks of a snapshot are parsed in parallel and added in order.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Parsed {
     ApiKey(ApiKey),
     Number(Number),
@@ -267,7 +268,7 @@ impl Parsed {
 }
 
 /// Entries of one snapshot chunk, parsed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct ParsedChunk(Vec<Parsed>);
 
 impl ParsedChunk {
