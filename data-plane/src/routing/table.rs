@@ -22,6 +22,9 @@ use uuid::Uuid;
 /// Hash maps of the table's small indexes (see [`Hasher`]).
 type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
 
+/// Numbers and triggers from which a table indexes them on two threads.
+const PARALLEL_INDEX: usize = 50_000;
+
 /// A delta that does not start at this table's version.
 #[derive(Debug, thiserror::Error)]
 #[error("delta from version {from} does not apply to version {held}")]
@@ -399,6 +402,58 @@ fn remove_from(sources: &mut Sources, key: &str) {
     };
 }
 
+fn rejected_entry(key: String, reason: &str) -> pb::RejectedEntry {
+    pb::RejectedEntry {
+        key,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Numbers by Meta id and projects' default numbers, and the numbers refused.
+fn index_numbers(
+    numbers: &Dense<Number>,
+) -> (Positions, HashMap<Uuid, i64>, Vec<pb::RejectedEntry>) {
+    let mut by_meta_id = Positions::with_capacity(numbers.len());
+    let mut defaults = HashMap::default();
+    let mut rejected = Vec::new();
+    for position in 0..numbers.len() as u32 {
+        let n = numbers.at(position);
+        let config_id = n.whatsapp_config_id;
+        if by_meta_id.claim(numbers, position, meta_id_of) {
+            rejected.push(rejected_entry(
+                format!("n:{config_id}"),
+                "phone_number_id routed twice",
+            ));
+        } else if n.is_default && claim(&mut defaults, n.project_id, config_id) {
+            rejected.push(rejected_entry(
+                format!("n:{config_id}"),
+                "second default number of the project",
+            ));
+        }
+    }
+    (by_meta_id, defaults, rejected)
+}
+
+/// The slots of the triggers that route, and the triggers refused.
+fn index_triggers(sources: &Sources) -> (TriggerSlots, Vec<pb::RejectedEntry>) {
+    let triggers = &sources.triggers;
+    let mut slots = TriggerSlots {
+        message: Positions::with_capacity(triggers.len()),
+        ..Default::default()
+    };
+    let mut rejected = Vec::new();
+    for position in 0..triggers.len() as u32 {
+        let tr = triggers.at(position);
+        let key = || format!("t:{}", tr.id);
+        if let Some(reason) = sources.refusal(tr) {
+            rejected.push(rejected_entry(key(), reason));
+        } else if slots.claim(triggers, position) {
+            rejected.push(rejected_entry(key(), "trigger slot routed twice"));
+        }
+    }
+    (slots, rejected)
+}
+
 /// Puts `id` in `slot` unless it is taken; says whether it was.
 fn claim<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, slot: K, id: V) -> bool {
     match map.entry(slot) {
@@ -492,51 +547,49 @@ impl RoutingTable {
     /// Checks references between entries and builds the lookup indexes. The catalog's
     /// unique indexes keep duplicates out; should one arrive anyway, one of them is refused.
     fn index(version: i64, sources: Sources) -> Self {
+        let large = sources.numbers.len().min(sources.triggers.len()) >= PARALLEL_INDEX;
+        Self::index_with(version, sources, large)
+    }
+
+    /// Indexes `sources`; numbers and triggers on two threads if `parallel`.
+    fn index_with(version: i64, sources: Sources, parallel: bool) -> Self {
         let mut t = RoutingTable {
             version,
             ..Default::default()
         };
-        let mut rejected: Vec<pb::RejectedEntry> = Vec::new();
-        let mut reject = |key: String, reason: &str| {
-            rejected.push(pb::RejectedEntry {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
-        for (key, (_, reason)) in &sources.unparsed {
-            reject(key.clone(), reason);
-        }
+        let mut rejected: Vec<pb::RejectedEntry> = sources
+            .unparsed
+            .iter()
+            .map(|(key, (_, reason))| rejected_entry(key.clone(), reason))
+            .collect();
         for position in 0..sources.api_keys.len() as u32 {
             let key = sources.api_keys.at(position);
             if claim(&mut t.api_keys_by_hash, key.secret_sha256, position) {
-                reject(format!("k:{}", key.id), "secret hash routed twice");
+                rejected.push(rejected_entry(
+                    format!("k:{}", key.id),
+                    "secret hash routed twice",
+                ));
             }
         }
-        let numbers = &sources.numbers;
-        t.numbers_by_meta_id = Positions::with_capacity(numbers.len());
-        for position in 0..numbers.len() as u32 {
-            let n = numbers.at(position);
-            let config_id = n.whatsapp_config_id;
-            if t.numbers_by_meta_id.claim(numbers, position, meta_id_of) {
-                reject(format!("n:{config_id}"), "phone_number_id routed twice");
-            } else if n.is_default && claim(&mut t.default_numbers, n.project_id, config_id) {
-                reject(
-                    format!("n:{config_id}"),
-                    "second default number of the project",
-                );
-            }
-        }
-        let triggers = &sources.triggers;
-        t.slots.message = Positions::with_capacity(triggers.len());
-        for position in 0..triggers.len() as u32 {
-            let tr = triggers.at(position);
-            let key = || format!("t:{}", tr.id);
-            if let Some(reason) = sources.refusal(tr) {
-                reject(key(), reason);
-            } else if t.slots.claim(triggers, position) {
-                reject(key(), "trigger slot routed twice");
-            }
-        }
+        // Numbers and triggers index apart (a trigger's refusal only reads the numbers).
+        let ((by_meta_id, default_numbers, refused_numbers), (slots, refused_triggers)) =
+            if !parallel {
+                (index_numbers(&sources.numbers), index_triggers(&sources))
+            } else {
+                std::thread::scope(|scope| {
+                    let numbers = scope.spawn(|| index_numbers(&sources.numbers));
+                    let triggers = index_triggers(&sources);
+                    let numbers = numbers
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (numbers, triggers)
+                })
+            };
+        t.numbers_by_meta_id = by_meta_id;
+        t.default_numbers = default_numbers;
+        t.slots = slots;
+        rejected.extend(refused_numbers);
+        rejected.extend(refused_triggers);
         rejected.sort_by(|a, b| a.key.cmp(&b.key));
         t.rejected = rejected;
         t.sources = sources;

@@ -309,6 +309,26 @@ mod tests {
         seen
     }
 
+    /// (Here for this module's generator of conflicting tables.)
+    #[test]
+    fn indexing_on_two_threads_gives_what_one_gives() {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..500 {
+            let mut entries = Vec::new();
+            for i in 0..UNIVERSE {
+                if r.chance(80) {
+                    entries.push(entry(&mut r, i));
+                }
+            }
+            let mut builder = super::super::Builder::default();
+            builder.add(entries);
+            let sources = builder.sources;
+            let one = RoutingTable::index_with(1, sources.clone(), false);
+            let two = RoutingTable::index_with(1, sources, true);
+            assert_eq!(observe(&one), observe(&two));
+        }
+    }
+
     #[test]
     fn patched_tables_are_what_a_rebuild_gives() {
         let mut r = Rng(0x9e37_79b9_7f4a_7c15);
