@@ -89,11 +89,7 @@ async fn probe_trigger(
 /// after persisting).
 async fn wait_ack(admin: &mut Admin, node_id: &str, version: i64) -> anyhow::Result<()> {
     loop {
-        let nodes = admin
-            .list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner()
-            .nodes;
+        let nodes = admin.nodes().await?;
         if nodes
             .iter()
             .any(|n| n.node_id == node_id && n.applied_version >= version)

@@ -139,6 +139,12 @@ impl Admin {
         Ok(self.client.list_audit_events(r).await?.into_inner().events)
     }
 
+    /// `nodes list`: every data plane the control plane has seen.
+    pub async fn nodes(&mut self) -> Result<Vec<pb::Node>, Status> {
+        let r = pb::ListNodesRequest {};
+        Ok(self.client.list_nodes(r).await?.into_inner().nodes)
+    }
+
     pub async fn routing_version(&mut self) -> Result<i64, Status> {
         let r = pb::GetRoutingVersionRequest {};
         Ok(self

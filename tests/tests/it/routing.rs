@@ -30,11 +30,7 @@ async fn nodes_until(
 ) -> anyhow::Result<Vec<pb::Node>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let nodes = admin
-            .list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner()
-            .nodes;
+        let nodes = admin.nodes().await?;
         if check(&nodes) {
             return Ok(nodes);
         }
@@ -379,13 +375,7 @@ async fn wrong_node_token_is_refused_and_gets_no_table() -> anyhow::Result<()> {
     let err = client.sync(request).await.expect_err("refused");
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let mut a = cp.admin().await?;
-    assert!(
-        a.list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner()
-            .nodes
-            .is_empty()
-    );
+    assert!(a.nodes().await?.is_empty());
     cp.stop().await
 }
 
