@@ -20,6 +20,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `SB_BENCH_CP_LOG=info` shows the control plane's timings (compiled, streamed).
+    if let Ok(filter) = std::env::var("SB_BENCH_CP_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let sizes: Vec<u64> = std::env::var("SWITCHBOARD_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,100000,1000000".into())
         .split(',')

@@ -3,6 +3,7 @@
 //! triggers of active workflows.
 
 use super::pg_copy::{self, Fields, FromCopy};
+use super::streaming::StreamingSnapshot;
 use super::table::{Builder, CompiledTable};
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
@@ -11,6 +12,7 @@ use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
 
@@ -36,19 +38,28 @@ fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
 
 /// Reads the catalog at one consistent snapshot (read-only) and compiles it.
 pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
-    compile_like(catalog, &CompiledTable::default()).await
+    compile_with(catalog, Sizing::default()).await
 }
 
-/// [`compile`], sizing the new table's index like `previous` (the catalog rarely changes
-/// size much).
-pub async fn compile_like(
+/// [`compile`], sizing the new table like `previous` (the catalog rarely changes size much)
+/// and handing every segment of it to `stream` as it is filled: the table goes to nodes
+/// while it compiles once the changes from `previous` are large.
+pub async fn compile_streamed(
     catalog: &Catalog,
     previous: &CompiledTable,
+    stream: Arc<StreamingSnapshot>,
 ) -> catalog::Result<CompiledTable> {
-    let table = Builder::with_capacity(previous.len() + previous.len() / 16);
+    let sizing = Sizing {
+        stream: Some(stream),
+        expected: previous.len() + previous.len() / 16,
+    };
+    compile_with(catalog, sizing).await
+}
+
+async fn compile_with(catalog: &Catalog, sizing: Sizing) -> catalog::Result<CompiledTable> {
     let compilation = match catalog.connection().get_database_backend() {
-        DbBackend::Postgres => read_postgres(catalog, table).await?,
-        _ => read_generic(catalog, table).await?,
+        DbBackend::Postgres => read_postgres(catalog, sizing).await?,
+        _ => read_generic(catalog, sizing).await?,
     };
     // Indexing is CPU work proportional to the catalog: keep it off the async workers.
     tokio::task::spawn_blocking(move || compilation.finish())
@@ -60,7 +71,21 @@ pub async fn compile_like(
         })
 }
 
-const VERSION: &str = "SELECT version FROM routing_state WHERE id = 1";
+/// The routing version and about how many entries of each kind it will compile to, what a
+/// streamed snapshot announces: on PostgreSQL the live rows its statistics count (no scan;
+/// they may lag a write by a moment, and a wrong hint only costs growth), elsewhere a count
+/// (triggers of draft workflows count too).
+const HEADER_ESTIMATED: &str = "SELECT COALESCE((SELECT version FROM routing_state WHERE id = 1), 0), \
+                                pg_stat_get_live_tuples('api_keys'::regclass), \
+                                pg_stat_get_live_tuples('whatsapp_configs'::regclass), \
+                                pg_stat_get_live_tuples('workflows'::regclass), \
+                                pg_stat_get_live_tuples('triggers'::regclass)";
+const HEADER_COUNTED: &str = "SELECT COALESCE((SELECT version FROM routing_state WHERE id = 1), 0), \
+                              (SELECT count(*) FROM api_keys), \
+                              (SELECT count(*) FROM whatsapp_configs), \
+                              (SELECT count(*) FROM workflows), \
+                              (SELECT count(*) FROM triggers \
+                               WHERE active AND trigger_type <> 'api_call')";
 const KEYS: &str =
     "SELECT id, project_id, secret_sha256, burst_limit, revoked_at IS NOT NULL FROM api_keys";
 const WORKFLOWS: &str = "SELECT id, project_id, status FROM workflows";
@@ -69,11 +94,44 @@ const NUMBERS: &str = "SELECT id, project_id, phone_number_id, display_phone_num
 const TRIGGERS: &str = "SELECT id, workflow_id, project_id, trigger_type, whatsapp_config_id, \
                         event_type, active FROM triggers";
 
+/// `(version, api keys, numbers, workflows, routable triggers)`.
+type Header = (i64, i64, i64, i64, i64);
+
+/// The builders of one compile: where their segments go, and how many entries to expect
+/// (the previous table's size: the catalog rarely changes size much).
+#[derive(Default)]
+struct Sizing {
+    stream: Option<Arc<StreamingSnapshot>>,
+    expected: usize,
+}
+
+impl Sizing {
+    fn builder(&self, entries: usize) -> Builder {
+        let builder = Builder::with_capacity(entries);
+        match &self.stream {
+            Some(stream) => builder.with_sink(stream.clone()),
+            None => builder,
+        }
+    }
+}
+
+/// Tells `stream` the version it compiles and the counts to announce.
+fn begin(stream: &StreamingSnapshot, (version, keys, numbers, workflows, triggers): Header) {
+    let count = |n: i64| u64::try_from(n).unwrap_or_default();
+    let counts = pb::EntryCounts {
+        api_keys: count(keys),
+        numbers: count(numbers),
+        workflows: count(workflows),
+        triggers: count(triggers),
+    };
+    stream.begin(version, counts);
+}
+
 /// PostgreSQL: a REPEATABLE READ, READ ONLY transaction whose snapshot a second
 /// transaction shares (`pg_export_snapshot`), so numbers and triggers — the two large
 /// tables — are read at the same time on two connections and two cores; every table is
 /// read with `COPY` and compiled row by row as it arrives.
-async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation, DbErr> {
+async fn read_postgres(catalog: &Catalog, sizing: Sizing) -> Result<Compilation, DbErr> {
     use sea_orm::sqlx;
     let pool = catalog.connection().get_postgres_connection_pool();
     let mut txn = read_only_transaction(pool).await?;
@@ -84,19 +142,23 @@ async fn read_postgres(catalog: &Catalog, table: Builder) -> Result<Compilation,
     let numbers = tokio::spawn(read_numbers(
         pool.clone(),
         snapshot,
-        Builder::with_capacity(table.capacity() / 2),
+        sizing.builder(sizing.expected / 2),
     ));
     let rest = async {
-        let version: i64 = sqlx::query_scalar(VERSION)
-            .fetch_optional(&mut *txn)
+        let header: Header = sqlx::query_as(HEADER_ESTIMATED)
+            .fetch_one(&mut *txn)
             .await
-            .map_err(pg_copy::query_error)?
-            .unwrap_or_default();
+            .map_err(pg_copy::query_error)?;
+        if let Some(stream) = &sizing.stream {
+            begin(stream, header);
+        }
         let mut keys: Vec<KeyRow> = Vec::new();
         pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
         let mut workflows: Vec<WorkflowRow> = Vec::new();
         pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
-        let mut compilation = Compilation::new(table, version, keys, workflows);
+        let table = sizing.builder(sizing.expected - sizing.expected / 2);
+        let mut compilation = Compilation::new(table, header.0, keys, workflows);
+        compilation.stream = sizing.stream.clone();
         pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
         Ok::<_, DbErr>(compilation)
     }
@@ -130,12 +192,11 @@ async fn read_only_transaction(
     Ok(txn)
 }
 
-/// The numbers, read in the exported `snapshot` on a connection of its own.
-async fn read_numbers(
-    pool: sea_orm::sqlx::PgPool,
-    snapshot: String,
-    mut table: Builder,
-) -> Result<Builder, DbErr> {
+/// [`read_only_transaction`] in the exported `snapshot`.
+async fn imported_transaction(
+    pool: &sea_orm::sqlx::PgPool,
+    snapshot: &str,
+) -> Result<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>, DbErr> {
     use sea_orm::sqlx;
     // Snapshot ids are PostgreSQL's own (hex digits and dashes); refuse anything else
     // rather than put it in SQL.
@@ -144,28 +205,52 @@ async fn read_numbers(
             "unexpected snapshot id {snapshot:?}"
         )));
     }
-    let mut txn = read_only_transaction(&pool).await?;
+    let mut txn = read_only_transaction(pool).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET TRANSACTION SNAPSHOT '{snapshot}'"
     )))
     .execute(&mut *txn)
     .await
     .map_err(pg_copy::query_error)?;
+    Ok(txn)
+}
+
+/// The numbers, read in the exported `snapshot` on a connection of its own.
+async fn read_numbers(
+    pool: sea_orm::sqlx::PgPool,
+    snapshot: String,
+    mut table: Builder,
+) -> Result<Builder, DbErr> {
+    let mut txn = imported_transaction(&pool, &snapshot).await?;
     pg_copy::rows(&mut txn, NUMBERS, |row| table.push(&number_entry(row))).await?;
     txn.commit().await.map_err(pg_copy::query_error)?;
+    // The last numbers can go to nodes now rather than when the triggers are done.
+    table.seal();
     Ok(table)
 }
 
 /// Other databases (SQLite): one transaction through sea-orm; numbers and triggers streamed
 /// and compiled row by row.
-async fn read_generic(catalog: &Catalog, table: Builder) -> catalog::Result<Compilation> {
+async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Compilation> {
     let txn = catalog.connection().begin().await?;
-    let version = txn
-        .query_one_raw(Statement::from_string(txn.get_database_backend(), VERSION))
+    let header = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            HEADER_COUNTED,
+        ))
         .await?
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or_default();
+        .ok_or_else(|| DbErr::RecordNotFound("routing version".into()))?;
+    let version: i64 = header.try_get_by_index(0)?;
+    if let Some(stream) = &sizing.stream {
+        let header = (
+            version,
+            header.try_get_by_index(1)?,
+            header.try_get_by_index(2)?,
+            header.try_get_by_index(3)?,
+            header.try_get_by_index(4)?,
+        );
+        begin(stream, header);
+    }
     let keys = api_key::Entity::find()
         .all(&txn)
         .await?
@@ -178,7 +263,9 @@ async fn read_generic(catalog: &Catalog, table: Builder) -> catalog::Result<Comp
         .into_iter()
         .map(workflow_row)
         .collect();
+    let table = sizing.builder(sizing.expected);
     let mut compilation = Compilation::new(table, version, keys, workflows);
+    compilation.stream = sizing.stream.clone();
     // Select only what routes, by position.
     use trigger::Column as T;
     use whatsapp_config::Column as N;
@@ -407,6 +494,8 @@ struct Compilation {
     version: i64,
     table: Builder,
     routes: HashMap<String, pb::WorkflowRoute>,
+    /// Told when every segment is sealed, before the table is indexed.
+    stream: Option<Arc<StreamingSnapshot>>,
 }
 
 impl Compilation {
@@ -427,6 +516,7 @@ impl Compilation {
             version,
             table,
             routes,
+            stream: None,
         }
     }
 
@@ -446,6 +536,10 @@ impl Compilation {
     fn finish(mut self) -> CompiledTable {
         for route in self.routes.into_values() {
             self.table.push(&workflow_entry(route));
+        }
+        self.table.seal();
+        if let Some(stream) = &self.stream {
+            stream.complete();
         }
         self.table.finish(self.version)
     }

@@ -4,6 +4,7 @@
 //! node disconnected when the stream ends.
 
 use super::publisher::Published;
+use super::streaming::StreamingSnapshot;
 use crate::catalog::{Applied, Catalog};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -178,8 +179,17 @@ impl Session {
     }
 
     /// Brings the node from `sent` to the published version: nothing when it has it, a
-    /// delta when one reaches it, else a full snapshot.
+    /// delta when one reaches it, else a full snapshot — of the version still compiling,
+    /// when one streams.
     async fn send_table(&self, published: &Published, sent: &mut i64) -> bool {
+        if let Some(stream) = &published.streaming {
+            if stream.version() == Some(*sent) {
+                // The node has it already (from another replica); the compiled table
+                // follows.
+                return true;
+            }
+            return self.send_streamed(stream, sent).await;
+        }
         let version = published.version();
         if *sent == version {
             // Tell the node its table is current (it may have loaded it from disk).
@@ -213,6 +223,40 @@ impl Session {
             *sent = version;
         }
         ok
+    }
+
+    /// Sends the snapshot `stream` compiles, chunk by chunk as it is compiled.
+    async fn send_streamed(&self, stream: &StreamingSnapshot, sent: &mut i64) -> bool {
+        tracing::info!(
+            node_id = %self.node_id,
+            from = *sent,
+            version = stream.version(),
+            "sending snapshot while compiling"
+        );
+        let mut chunks = stream.chunks();
+        loop {
+            match chunks.next().await {
+                Ok(Some(chunk)) => {
+                    let version = chunk.version;
+                    let last = chunk.chunk_count != 0;
+                    if !self.send(Out::Snapshot(chunk)).await {
+                        return false;
+                    }
+                    if last {
+                        *sent = version;
+                        return true;
+                    }
+                }
+                Ok(None) => return true,
+                Err(err) => {
+                    // The node drops the partial snapshot and reconnects to the table that
+                    // stands.
+                    tracing::warn!(node_id = %self.node_id, error = %err, "ending the session");
+                    let _ = self.tx.send(Err(Status::aborted(err.to_string()))).await;
+                    return false;
+                }
+            }
+        }
     }
 
     async fn send(&self, msg: Out) -> bool {

@@ -214,6 +214,10 @@ pub async fn rows<R: FromCopy>(
     let mut pending = BytesMut::new();
     while let Some(chunk) = stream.try_next().await.map_err(query_error)? {
         parse_lines(&mut pending, &chunk, &mut each)?;
+        // Rows buffered in the socket come without waiting, so a large read would keep its
+        // worker from every other task (node sessions sending the table as it compiles);
+        // this yields whenever the task has used up tokio's budget.
+        tokio::task::consume_budget().await;
     }
     if !pending.is_empty() {
         return Err(malformed("last line unterminated"));

@@ -3,8 +3,11 @@
 //! The publisher recompiles when this replica commits a routing change (an in-process
 //! notification) and when a poll of the routing version — which every replica on the same
 //! database sees — shows a newer version written elsewhere. Sessions watch the published
-//! value; a `watch` channel keeps only the newest, so bursts collapse.
+//! value; a `watch` channel keeps only the newest, so bursts collapse. A full compile whose
+//! changes are too large for a delta is published before it ends, as a snapshot that
+//! streams while it compiles (`streaming`).
 
+use super::streaming::StreamingSnapshot;
 use super::table::CompiledTable;
 use super::{compiler, incremental};
 use crate::catalog::Catalog;
@@ -28,6 +31,8 @@ pub struct Published {
     /// ends at `table.version`.
     deltas: VecDeque<Arc<pb::Delta>>,
     chunks: OnceLock<Arc<Vec<pb::SnapshotChunk>>>,
+    /// A newer version still compiling whose snapshot nodes get as it is compiled.
+    pub streaming: Option<Arc<StreamingSnapshot>>,
 }
 
 impl Published {
@@ -36,6 +41,17 @@ impl Published {
             table,
             deltas,
             chunks: OnceLock::new(),
+            streaming: None,
+        }
+    }
+
+    /// This table, with (or without) a newer version streaming.
+    fn with_streaming(&self, streaming: Option<Arc<StreamingSnapshot>>) -> Self {
+        Self {
+            table: self.table.clone(),
+            deltas: self.deltas.clone(),
+            chunks: self.chunks.clone(),
+            streaming,
         }
     }
 
@@ -137,10 +153,43 @@ pub async fn start(
                 }
             }
             let started = std::time::Instant::now();
-            let (table, delta, incremental) = match next(&catalog, &current.table).await {
+            let stream = Arc::new(StreamingSnapshot::new(
+                current.table.clone(),
+                MAX_DELTA_BYTES,
+            ));
+            // A task of its own: a compile reading rows as fast as they come would keep
+            // this one from noticing that the stream opened until it ends.
+            let mut compiling = tokio::spawn({
+                let (catalog, current, stream) =
+                    (catalog.clone(), current.table.clone(), stream.clone());
+                async move { next(&catalog, &current, &stream).await }
+            });
+            let mut announced = false;
+            let compiled = loop {
+                tokio::select! {
+                    compiled = &mut compiling => break compiled.unwrap_or_else(|e| {
+                        Err(crate::catalog::Error::Database(sea_orm::DbErr::Custom(format!(
+                            "routing compile task failed: {e}"
+                        ))))
+                    }),
+                    () = stream.opened(), if !announced => {
+                        announced = true;
+                        tracing::info!(
+                            version = stream.version(),
+                            "routing changes too large for a delta; streaming the snapshot while compiling"
+                        );
+                        let _ = tx.send(Arc::new(current.with_streaming(Some(stream.clone()))));
+                    }
+                }
+            };
+            let (table, delta, incremental) = match compiled {
                 Ok(next) => next,
                 Err(err) => {
                     tracing::warn!(error = %err, "routing compile failed; keeping the last table");
+                    stream.fail();
+                    if announced {
+                        let _ = tx.send(Arc::new(current.with_streaming(None)));
+                    }
                     continue;
                 }
             };
@@ -169,10 +218,12 @@ pub async fn start(
 
 /// The table at the catalog's current version with the delta from `current` (`None`: too
 /// large to send), and whether it was built incrementally: from the changes since
-/// `current` when the audit log accounts for all of them, else by a full compile and diff.
+/// `current` when the audit log accounts for all of them, else by a full compile (whose
+/// segments go to `stream`) and diff.
 async fn next(
     catalog: &Catalog,
     current: &Arc<CompiledTable>,
+    stream: &Arc<StreamingSnapshot>,
 ) -> crate::catalog::Result<(Arc<CompiledTable>, Option<pb::Delta>, bool)> {
     if let Some((table, delta)) = incremental::compile(catalog, current).await? {
         let delta = (delta.encoded_len() <= MAX_DELTA_BYTES).then_some(delta);
@@ -181,7 +232,11 @@ async fn next(
         return Ok((Arc::new(table), delta, true));
     }
     metrics::counter!("switchboard_routing_compiles_total", "kind" => "full").increment(1);
-    let table = Arc::new(compiler::compile_like(catalog, current).await?);
+    let table = Arc::new(compiler::compile_streamed(catalog, current, stream.clone()).await?);
+    if stream.is_open() {
+        // The changes were counted past the delta limit while compiling.
+        return Ok((table, None, false));
+    }
     let (old, new) = (current.clone(), table.clone());
     let delta =
         tokio::task::spawn_blocking(move || CompiledTable::diff(&old, &new, MAX_DELTA_BYTES))

@@ -36,8 +36,38 @@ fn key_hash(key: &[u8]) -> u64 {
     foldhash::fast::FixedState::default().hash_one(key)
 }
 
+/// Told of every segment a [`Builder`] fills, while the table is still being built (so
+/// that it can go to nodes before the compile ends).
+pub trait SegmentSink: Send + Sync {
+    fn sealed(&self, segment: Sealed<'_>);
+}
+
+/// A segment a builder has filled: its bytes, a snapshot chunk as they are, and its entries.
+pub struct Sealed<'a> {
+    pub bytes: &'a Bytes,
+    spans: &'a [Span],
+    hashes: &'a [u64],
+}
+
+impl Sealed<'_> {
+    /// Encoded bytes of this segment's entries that `old` does not hold as they are: what
+    /// they add to a delta from `old`.
+    pub fn changed_bytes(&self, old: &CompiledTable) -> usize {
+        self.spans
+            .iter()
+            .zip(self.hashes)
+            .filter(|&(span, &hash)| {
+                let field = &self.bytes[span.start as usize..(span.start + span.len) as usize];
+                let key = &field[span.key_at as usize..(span.key_at + span.key_len) as usize];
+                old.find_hashed(hash, key)
+                    .is_none_or(|j| old.field(j) != field)
+            })
+            .map(|(span, _)| span.len as usize)
+            .sum()
+    }
+}
+
 /// Builds a table entry by entry.
-#[derive(Debug)]
 pub struct Builder {
     segment_bytes: usize,
     segments: Vec<Bytes>,
@@ -47,6 +77,19 @@ pub struct Builder {
     /// [`Builder::finish`] reads no entry again.
     hashes: Vec<u64>,
     counts: pb::EntryCounts,
+    /// Spans before this one are in sealed segments.
+    sealed_spans: usize,
+    sink: Option<std::sync::Arc<dyn SegmentSink>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("segments", &self.segments.len())
+            .field("entries", &self.spans.len())
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Builder {
@@ -61,7 +104,7 @@ impl Builder {
         Self::with_segments(entries, SEGMENT_BYTES)
     }
 
-    fn with_segments(entries: usize, segment_bytes: usize) -> Self {
+    pub(crate) fn with_segments(entries: usize, segment_bytes: usize) -> Self {
         Self {
             segment_bytes,
             segments: Vec::new(),
@@ -69,6 +112,34 @@ impl Builder {
             spans: Vec::with_capacity(entries),
             hashes: Vec::with_capacity(entries),
             counts: pb::EntryCounts::default(),
+            sealed_spans: 0,
+            sink: None,
+        }
+    }
+
+    /// This builder, telling `sink` of each segment it fills.
+    pub fn with_sink(self, sink: std::sync::Arc<dyn SegmentSink>) -> Self {
+        Self {
+            sink: Some(sink),
+            ..self
+        }
+    }
+
+    /// Closes the segment being filled (if it holds anything) and tells the sink; the next
+    /// entry starts a new one. Segments close by themselves when full.
+    pub fn seal(&mut self) {
+        if self.current.is_empty() {
+            return;
+        }
+        self.segments
+            .push(std::mem::take(&mut self.current).freeze());
+        let first = std::mem::replace(&mut self.sealed_spans, self.spans.len());
+        if let (Some(sink), Some(bytes)) = (&self.sink, self.segments.last()) {
+            sink.sealed(Sealed {
+                bytes,
+                spans: &self.spans[first..],
+                hashes: &self.hashes[first..],
+            });
         }
     }
 
@@ -80,13 +151,8 @@ impl Builder {
         let len = 1 + prost::encoding::encoded_len_varint(message_len as u64) + message_len;
         if self.current.len() + len > self.current.capacity() {
             // A new segment; an entry larger than a segment gets one of its own.
-            let full = std::mem::replace(
-                &mut self.current,
-                BytesMut::with_capacity(len.max(self.segment_bytes)),
-            );
-            if !full.is_empty() {
-                self.segments.push(full.freeze());
-            }
+            self.seal();
+            self.current = BytesMut::with_capacity(len.max(self.segment_bytes));
         }
         let start = self.current.len();
         prost::encoding::encode_key(
@@ -110,22 +176,10 @@ impl Builder {
         });
     }
 
-    /// Entries the builder has room for without growing its index.
-    pub fn capacity(&self) -> usize {
-        self.spans.capacity()
-    }
-
     /// Appends every entry of `other` (built separately, e.g. on another connection).
     pub fn append(&mut self, mut other: Builder) {
-        if !self.current.is_empty() {
-            let current = std::mem::take(&mut self.current);
-            self.segments.push(current.freeze());
-        }
-        if !other.current.is_empty() {
-            other
-                .segments
-                .push(std::mem::take(&mut other.current).freeze());
-        }
+        self.seal();
+        other.seal();
         let c = &mut self.counts;
         c.api_keys += other.counts.api_keys;
         c.numbers += other.counts.numbers;
@@ -138,12 +192,11 @@ impl Builder {
             ..s
         }));
         self.hashes.extend(other.hashes);
+        self.sealed_spans = self.spans.len();
     }
 
     pub fn finish(mut self, version: i64) -> CompiledTable {
-        if !self.current.is_empty() {
-            self.segments.push(self.current.freeze());
-        }
+        self.seal();
         let mut table = CompiledTable {
             version,
             dead: vec![0; self.segments.len()],
@@ -241,8 +294,13 @@ impl CompiledTable {
     }
 
     fn find(&self, key: &[u8]) -> Option<usize> {
+        self.find_hashed(key_hash(key), key)
+    }
+
+    /// [`Self::find`] with the key's [`key_hash`] at hand.
+    fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         self.index
-            .find(key_hash(key), |&j| self.key(j as usize) == key)
+            .find(hash, |&j| self.key(j as usize) == key)
             .map(|&j| j as usize)
     }
 
@@ -284,9 +342,7 @@ impl CompiledTable {
         for entry in upserts {
             added.push(entry);
         }
-        if !added.current.is_empty() {
-            added.segments.push(added.current.freeze());
-        }
+        added.seal();
         let mut table = CompiledTable {
             version,
             segments: self.segments.clone(),

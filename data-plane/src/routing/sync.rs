@@ -27,6 +27,9 @@ const PARSE_AHEAD: usize = 2;
 /// Entries a snapshot chunk can hold at most (1 MiB chunks, no entry under 16 bytes): bounds
 /// the table size a snapshot's announced counts can reserve.
 const MAX_ENTRIES_PER_CHUNK: usize = 64 * 1024;
+/// The same bound for a snapshot that does not say its chunk count (one sent while the
+/// control plane compiles it); a larger table grows.
+const MAX_RESERVED_UNCOUNTED: usize = 1 << 22;
 
 /// What the follower needs to know.
 #[derive(Clone, Debug)]
@@ -185,6 +188,7 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
 struct Pending {
     version: i64,
     next: u32,
+    /// Chunks in the snapshot; 0 until a chunk says.
     count: u32,
     started: Instant,
     /// To the adder; `None` once the last chunk is in.
@@ -203,7 +207,10 @@ enum Collected {
 impl Pending {
     fn start(first: &pb::SnapshotChunk) -> Self {
         // The announced counts size the table once; bounded by what the chunks can hold.
-        let limit = (first.chunk_count as usize).saturating_mul(MAX_ENTRIES_PER_CHUNK);
+        let limit = match first.chunk_count {
+            0 => MAX_RESERVED_UNCOUNTED,
+            count => (count as usize).saturating_mul(MAX_ENTRIES_PER_CHUNK),
+        };
         let mut builder = first
             .counts
             .map(|counts| Builder::with_counts(&counts, limit))
@@ -263,13 +270,19 @@ async fn collect(
     } else {
         pending
     };
+    // A chunk that says the count must agree with every other that does.
+    let count = chunk.chunk_count;
     let mut p = pending
         .filter(|p| {
             p.version == chunk.version
                 && p.next == chunk.chunk_index
-                && p.count == chunk.chunk_count
+                && (count == 0 || chunk.chunk_index < count)
+                && (count == 0 || p.count == 0 || p.count == count)
         })
         .ok_or_else(|| SessionError::Protocol("snapshot chunk out of order".into()))?;
+    if count != 0 {
+        p.count = count;
+    }
     let parsing = tokio::task::spawn_blocking(move || {
         ParsedChunk::decode(&chunk.entries)
             .map_err(|e| SessionError::Protocol(format!("snapshot chunk: {e}")))
@@ -286,7 +299,7 @@ async fn collect(
         });
     }
     p.next += 1;
-    if p.next < p.count {
+    if p.count == 0 || p.next < p.count {
         return Ok(Collected::Partial(p));
     }
     tracing::debug!(

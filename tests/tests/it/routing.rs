@@ -676,3 +676,116 @@ async fn incremental_compiles_give_what_full_compiles_give(b: Backend) -> anyhow
     assert!(incremental::compile(c, t).await?.is_none());
     cp.stop().await
 }
+
+/// A full compile whose changes are too large for a delta hands its segments out while it
+/// runs: read concurrently, they are the compiled table, counts announced first and the
+/// chunk count on the last chunk only. A compile that changes little never opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_with_large_changes_streams_its_snapshot_while_it_runs() -> anyhow::Result<()> {
+    use prost::Message;
+    use switchboard_control_plane::routing::streaming::StreamingSnapshot;
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let p = a.project("big").await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let probe = a.trigger(&w.id, spec("api_call", None, None)).await?;
+    let catalog = Catalog::new(Database::connect(&db.url).await?);
+    let before = Arc::new(compiler::compile(&catalog).await?);
+    let version =
+        bulk::message_triggers(&db.url, &p.id, &w.id, 600_000_000_000_000, 30_000).await?;
+
+    let stream = Arc::new(StreamingSnapshot::new(before.clone(), 2 * 1024 * 1024));
+    let reader = tokio::spawn({
+        let stream = stream.clone();
+        async move {
+            let mut chunks = stream.chunks();
+            let mut all = Vec::new();
+            while let Some(chunk) = chunks.next().await? {
+                all.push(chunk);
+            }
+            Ok::<_, anyhow::Error>(all)
+        }
+    });
+    let table = compiler::compile_streamed(&catalog, &before, stream.clone()).await?;
+    assert!(
+        stream.is_open(),
+        "30 000 new triggers and numbers exceed a 2 MiB delta"
+    );
+    let chunks = reader.await??;
+    assert!(chunks.len() > 2, "{} chunks", chunks.len());
+    let last = chunks.len() - 1;
+    let mut streamed = BTreeMap::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_eq!((chunk.version, chunk.chunk_index as usize), (version, i));
+        assert_eq!(
+            chunk.chunk_count as usize,
+            if i == last { chunks.len() } else { 0 }
+        );
+        for e in pb::RoutingEntries::decode(chunk.entries.clone())?.entries {
+            streamed.insert(e.key.clone(), e);
+        }
+    }
+    let (entries, len) = by_key(&table)?;
+    assert_eq!(streamed, entries);
+    assert_eq!(len, table.len());
+    assert_eq!(table.version, version);
+    // The first chunk announces the counts (PostgreSQL's statistics: a hint that may lag).
+    assert!(chunks[0].counts.is_some());
+    assert!(chunks[1..].iter().all(|c| c.counts.is_none()));
+    assert_eq!(table.counts().triggers, 30_000);
+
+    // One change on the large table: a delta, so the compile keeps its segments to itself.
+    let table = Arc::new(table);
+    a.deactivate(&probe.id).await?;
+    let stream = Arc::new(StreamingSnapshot::new(table.clone(), 2 * 1024 * 1024));
+    let next = compiler::compile_streamed(&catalog, &table, stream.clone()).await?;
+    assert!(!stream.is_open());
+    let delta = CompiledTable::diff(&table, &next, usize::MAX).unwrap_or_default();
+    assert_eq!(delta.upserts.len(), 1, "the workflow's route changed");
+    cp.stop().await
+}
+
+/// Data planes connected while a large change compiles get it as it is compiled and end up
+/// with the whole table, applied and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_data_planes_apply_a_large_change_streamed_while_it_compiles()
+-> anyhow::Result<()> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let mut a = cp.admin().await?;
+    let p = a.project("big").await?;
+    let w = a.workflow(&p.id, "w", "active").await?;
+    let initial = a.routing_version().await?;
+    let (s1, s2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let dp1 = DataPlane::start(&cp.grpc_url, "dp-stream-1", s1.path()).await?;
+    let dp2 = DataPlane::start(&cp.grpc_url, "dp-stream-2", s2.path()).await?;
+    dp1.wait_version(initial).await?;
+    dp2.wait_version(initial).await?;
+
+    let version =
+        bulk::message_triggers(&db.url, &p.id, &w.id, 610_000_000_000_000, 50_000).await?;
+    for dp in [&dp1, &dp2] {
+        dp.wait_version(version).await?;
+        let table = dp.slot.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+        assert_eq!(table.routed_trigger_ids().len(), 50_000);
+        assert!(table.rejected().is_empty());
+        for id in ["610000000000000", "610000000025000", "610000000049999"] {
+            let number = table
+                .number(id)
+                .ok_or_else(|| anyhow::anyhow!("{id} missing"))?;
+            let trigger = table
+                .message_trigger(number.whatsapp_config_id)
+                .ok_or_else(|| anyhow::anyhow!("{id}: no message trigger"))?;
+            assert_eq!(trigger.workflow_id, uuid(&w.id)?);
+        }
+    }
+    let nodes = nodes_until(&mut a, |n| {
+        n.iter().filter(|n| n.applied_version == version).count() == 2
+    })
+    .await?;
+    assert!(nodes.iter().all(|n| n.last_error.is_none()), "{nodes:?}");
+    dp1.stop().await?;
+    dp2.stop().await?;
+    cp.stop().await
+}
