@@ -41,19 +41,19 @@ pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
     compile_with(catalog, Sizing::default()).await
 }
 
-/// [`compile`], sizing the new table like `previous` (the catalog rarely changes size much)
-/// and handing every segment of it to `stream` as it is filled: the table goes to nodes
-/// while it compiles once the changes from `previous` are large.
+/// [`compile`], handing every segment of the new table to `stream` as it is filled: the
+/// table goes to nodes while it compiles once its changes are large.
 pub async fn compile_streamed(
     catalog: &Catalog,
-    previous: &CompiledTable,
     stream: Arc<StreamingSnapshot>,
 ) -> catalog::Result<CompiledTable> {
-    let sizing = Sizing {
-        stream: Some(stream),
-        expected: previous.len() + previous.len() / 16,
-    };
-    compile_with(catalog, sizing).await
+    compile_with(
+        catalog,
+        Sizing {
+            stream: Some(stream),
+        },
+    )
+    .await
 }
 
 async fn compile_with(catalog: &Catalog, sizing: Sizing) -> catalog::Result<CompiledTable> {
@@ -97,17 +97,16 @@ const TRIGGERS: &str = "SELECT id, workflow_id, project_id, trigger_type, whatsa
 /// `(version, api keys, numbers, workflows, routable triggers)`.
 type Header = (i64, i64, i64, i64, i64);
 
-/// The builders of one compile: where their segments go, and how many entries to expect
-/// (the previous table's size: the catalog rarely changes size much).
+/// The builders of one compile: where their segments go.
 #[derive(Default)]
 struct Sizing {
     stream: Option<Arc<StreamingSnapshot>>,
-    expected: usize,
 }
 
 impl Sizing {
-    fn builder(&self, entries: usize) -> Builder {
-        let builder = Builder::with_capacity(entries);
+    /// A builder for about `entries` entries (the header's count or estimate).
+    fn builder(&self, entries: i64) -> Builder {
+        let builder = Builder::with_capacity(usize::try_from(entries).unwrap_or_default());
         match &self.stream {
             Some(stream) => builder.with_sink(stream.clone()),
             None => builder,
@@ -139,25 +138,26 @@ async fn read_postgres(catalog: &Catalog, sizing: Sizing) -> Result<Compilation,
         .fetch_one(&mut *txn)
         .await
         .map_err(pg_copy::query_error)?;
+    let header: Header = sqlx::query_as(HEADER_ESTIMATED)
+        .fetch_one(&mut *txn)
+        .await
+        .map_err(pg_copy::query_error)?;
+    if let Some(stream) = &sizing.stream {
+        begin(stream, header);
+    }
+    let (version, _, numbers, _, triggers) = header;
     let numbers = tokio::spawn(read_numbers(
         pool.clone(),
         snapshot,
-        sizing.builder(sizing.expected / 2),
+        sizing.builder(numbers),
     ));
     let rest = async {
-        let header: Header = sqlx::query_as(HEADER_ESTIMATED)
-            .fetch_one(&mut *txn)
-            .await
-            .map_err(pg_copy::query_error)?;
-        if let Some(stream) = &sizing.stream {
-            begin(stream, header);
-        }
         let mut keys: Vec<KeyRow> = Vec::new();
         pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
         let mut workflows: Vec<WorkflowRow> = Vec::new();
         pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
-        let table = sizing.builder(sizing.expected - sizing.expected / 2);
-        let mut compilation = Compilation::new(table, header.0, keys, workflows);
+        let table = sizing.builder(keys.len() as i64 + workflows.len() as i64 + triggers);
+        let mut compilation = Compilation::new(table, version, keys, workflows);
         compilation.stream = sizing.stream.clone();
         pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
         Ok::<_, DbErr>(compilation)
@@ -240,17 +240,18 @@ async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Comp
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("routing version".into()))?;
-    let version: i64 = header.try_get_by_index(0)?;
+    let header: Header = (
+        header.try_get_by_index(0)?,
+        header.try_get_by_index(1)?,
+        header.try_get_by_index(2)?,
+        header.try_get_by_index(3)?,
+        header.try_get_by_index(4)?,
+    );
     if let Some(stream) = &sizing.stream {
-        let header = (
-            version,
-            header.try_get_by_index(1)?,
-            header.try_get_by_index(2)?,
-            header.try_get_by_index(3)?,
-            header.try_get_by_index(4)?,
-        );
         begin(stream, header);
     }
+    let (version, keys, numbers, workflows, triggers) = header;
+    let entries = keys + numbers + workflows + triggers;
     let keys = api_key::Entity::find()
         .all(&txn)
         .await?
@@ -263,7 +264,7 @@ async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Comp
         .into_iter()
         .map(workflow_row)
         .collect();
-    let table = sizing.builder(sizing.expected);
+    let table = sizing.builder(entries);
     let mut compilation = Compilation::new(table, version, keys, workflows);
     compilation.stream = sizing.stream.clone();
     // Select only what routes, by position.

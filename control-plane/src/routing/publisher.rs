@@ -232,7 +232,7 @@ async fn next(
         return Ok((Arc::new(table), delta, true));
     }
     metrics::counter!("switchboard_routing_compiles_total", "kind" => "full").increment(1);
-    let table = Arc::new(compiler::compile_streamed(catalog, current, stream.clone()).await?);
+    let table = Arc::new(compiler::compile_streamed(catalog, stream.clone()).await?);
     if stream.is_open() {
         // The changes were counted past the delta limit while compiling.
         return Ok((table, None, false));

@@ -707,7 +707,7 @@ async fn a_compile_with_large_changes_streams_its_snapshot_while_it_runs() -> an
             Ok::<_, anyhow::Error>(all)
         }
     });
-    let table = compiler::compile_streamed(&catalog, &before, stream.clone()).await?;
+    let table = compiler::compile_streamed(&catalog, stream.clone()).await?;
     assert!(
         stream.is_open(),
         "30 000 new triggers and numbers exceed a 2 MiB delta"
@@ -739,7 +739,7 @@ async fn a_compile_with_large_changes_streams_its_snapshot_while_it_runs() -> an
     let table = Arc::new(table);
     a.deactivate(&probe.id).await?;
     let stream = Arc::new(StreamingSnapshot::new(table.clone(), 2 * 1024 * 1024));
-    let next = compiler::compile_streamed(&catalog, &table, stream.clone()).await?;
+    let next = compiler::compile_streamed(&catalog, stream.clone()).await?;
     assert!(!stream.is_open());
     let delta = CompiledTable::diff(&table, &next, usize::MAX).unwrap_or_default();
     assert_eq!(delta.upserts.len(), 1, "the workflow's route changed");
