@@ -22,19 +22,20 @@ fn malformed(what: &str) -> DbErr {
     DbErr::Custom(format!("COPY output: {what}"))
 }
 
-/// The fields of one line.
+/// The fields of one line (UTF-8, checked once for the whole line: tabs are ASCII, so
+/// every field is too).
 pub struct Fields<'a> {
-    rest: Option<&'a [u8]>,
+    rest: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(line: &'a [u8]) -> Self {
+    fn new(line: &'a str) -> Self {
         Self { rest: Some(line) }
     }
 
-    fn raw(&mut self) -> Result<&'a [u8], DbErr> {
+    fn raw(&mut self) -> Result<&'a str, DbErr> {
         let rest = self.rest.ok_or_else(|| malformed("too few columns"))?;
-        Ok(match rest.iter().position(|&b| b == b'\t') {
+        Ok(match memchr::memchr(b'\t', rest.as_bytes()) {
             Some(tab) => {
                 self.rest = Some(&rest[tab + 1..]);
                 &rest[..tab]
@@ -49,7 +50,7 @@ impl<'a> Fields<'a> {
     /// The next field: `None` for NULL, else its unescaped text.
     pub fn next_opt(&mut self) -> Result<Option<Cow<'a, str>>, DbErr> {
         let raw = self.raw()?;
-        if raw == b"\\N" {
+        if raw == "\\N" {
             return Ok(None);
         }
         unescape(raw).map(Some)
@@ -93,12 +94,12 @@ impl<'a> Fields<'a> {
 }
 
 /// Undoes COPY's backslash escapes; borrows when there are none (the usual case).
-fn unescape(raw: &[u8]) -> Result<Cow<'_, str>, DbErr> {
-    if !raw.contains(&b'\\') {
-        return std::str::from_utf8(raw)
-            .map(Cow::Borrowed)
-            .map_err(|_| malformed("not UTF-8"));
+fn unescape(raw: &str) -> Result<Cow<'_, str>, DbErr> {
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() {
+        return Ok(Cow::Borrowed(raw));
     }
+    // Octal escapes can spell any byte: the result is checked again.
+    let raw = raw.as_bytes();
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -176,7 +177,7 @@ fn parse_lines<R: FromCopy>(
     let mut data = data;
     if !pending.is_empty() {
         // Complete the line begun in an earlier chunk.
-        let Some(end) = data.iter().position(|&b| b == b'\n') else {
+        let Some(end) = memchr::memchr(b'\n', data) else {
             pending.extend_from_slice(data);
             return Ok(());
         };
@@ -185,7 +186,7 @@ fn parse_lines<R: FromCopy>(
         parse_line(&line, each)?;
         data = &data[end + 1..];
     }
-    while let Some(end) = data.iter().position(|&b| b == b'\n') {
+    while let Some(end) = memchr::memchr(b'\n', data) {
         parse_line(&data[..end], each)?;
         data = &data[end + 1..];
     }
@@ -194,6 +195,7 @@ fn parse_lines<R: FromCopy>(
 }
 
 fn parse_line<R: FromCopy>(line: &[u8], each: &mut impl FnMut(R)) -> Result<(), DbErr> {
+    let line = std::str::from_utf8(line).map_err(|_| malformed("not UTF-8"))?;
     let mut fields = Fields::new(line);
     let row = R::from_copy(&mut fields)?;
     fields.finish()?;
