@@ -46,7 +46,7 @@ fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
 
 /// Reads the catalog at one consistent snapshot (read-only) and compiles it.
 pub async fn compile(catalog: &Catalog) -> catalog::Result<CompiledTable> {
-    compile_with(catalog, Sizing::default()).await
+    compile_with(catalog, Builders::default()).await
 }
 
 /// [`compile`], handing every segment of the new table to `stream` as it is filled: the
@@ -57,17 +57,17 @@ pub async fn compile_streamed(
 ) -> catalog::Result<CompiledTable> {
     compile_with(
         catalog,
-        Sizing {
+        Builders {
             stream: Some(stream),
         },
     )
     .await
 }
 
-async fn compile_with(catalog: &Catalog, sizing: Sizing) -> catalog::Result<CompiledTable> {
+async fn compile_with(catalog: &Catalog, builders: Builders) -> catalog::Result<CompiledTable> {
     let compilation = match catalog.connection().get_database_backend() {
-        DbBackend::Postgres => read_postgres(catalog, sizing).await?,
-        _ => read_generic(catalog, sizing).await?,
+        DbBackend::Postgres => read_postgres(catalog, builders).await?,
+        _ => read_generic(catalog, builders).await?,
     };
     // Indexing is CPU work proportional to the catalog: keep it off the async workers.
     tokio::task::spawn_blocking(move || compilation.finish())
@@ -107,11 +107,11 @@ type Header = (i64, i64, i64, i64, i64);
 
 /// The builders of one compile: where their segments go.
 #[derive(Default)]
-struct Sizing {
+struct Builders {
     stream: Option<Arc<StreamingSnapshot>>,
 }
 
-impl Sizing {
+impl Builders {
     /// A builder for about `entries` entries (the header's count or estimate).
     fn builder(&self, entries: i64) -> Builder {
         let builder = Builder::with_capacity(usize::try_from(entries).unwrap_or_default());
@@ -138,7 +138,7 @@ fn begin(stream: &StreamingSnapshot, (version, keys, numbers, workflows, trigger
 /// transaction shares (`pg_export_snapshot`), so numbers and triggers — the two large
 /// tables — are read at the same time on two connections and two cores; every table is
 /// read with `COPY` and compiled row by row as it arrives.
-async fn read_postgres(catalog: &Catalog, sizing: Sizing) -> Result<Compilation, DbErr> {
+async fn read_postgres(catalog: &Catalog, builders: Builders) -> Result<Compilation, DbErr> {
     use sea_orm::sqlx;
     let pool = catalog.connection().get_postgres_connection_pool();
     let mut txn = read_only_transaction(pool).await?;
@@ -150,23 +150,23 @@ async fn read_postgres(catalog: &Catalog, sizing: Sizing) -> Result<Compilation,
         .fetch_one(&mut *txn)
         .await
         .map_err(pg_copy::query_error)?;
-    if let Some(stream) = &sizing.stream {
+    if let Some(stream) = &builders.stream {
         begin(stream, header);
     }
     let (version, _, numbers, _, triggers) = header;
     let numbers = tokio::spawn(read_numbers(
         pool.clone(),
         snapshot,
-        sizing.builder(numbers),
+        builders.builder(numbers),
     ));
     let rest = async {
         let mut keys: Vec<KeyRow> = Vec::new();
         pg_copy::rows(&mut txn, KEYS, |row| keys.push(row)).await?;
         let mut workflows: Vec<WorkflowRow> = Vec::new();
         pg_copy::rows(&mut txn, WORKFLOWS, |row| workflows.push(row)).await?;
-        let table = sizing.builder(keys.len() as i64 + workflows.len() as i64 + triggers);
+        let table = builders.builder(keys.len() as i64 + workflows.len() as i64 + triggers);
         let mut compilation = Compilation::new(table, version, keys, workflows);
-        compilation.stream = sizing.stream.clone();
+        compilation.stream = builders.stream.clone();
         pg_copy::rows(&mut txn, TRIGGERS, |row| compilation.trigger(row)).await?;
         Ok::<_, DbErr>(compilation)
     }
@@ -239,7 +239,7 @@ async fn read_numbers(
 
 /// Other databases (SQLite): one transaction through sea-orm; numbers and triggers streamed
 /// and compiled row by row.
-async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Compilation> {
+async fn read_generic(catalog: &Catalog, builders: Builders) -> catalog::Result<Compilation> {
     let txn = catalog.connection().begin().await?;
     let header = txn
         .query_one_raw(Statement::from_string(
@@ -255,7 +255,7 @@ async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Comp
         header.try_get_by_index(3)?,
         header.try_get_by_index(4)?,
     );
-    if let Some(stream) = &sizing.stream {
+    if let Some(stream) = &builders.stream {
         begin(stream, header);
     }
     let (version, keys, numbers, workflows, triggers) = header;
@@ -272,9 +272,9 @@ async fn read_generic(catalog: &Catalog, sizing: Sizing) -> catalog::Result<Comp
         .into_iter()
         .map(workflow_row)
         .collect();
-    let table = sizing.builder(entries);
+    let table = builders.builder(entries);
     let mut compilation = Compilation::new(table, version, keys, workflows);
-    compilation.stream = sizing.stream.clone();
+    compilation.stream = builders.stream.clone();
     // Select only what routes, by position.
     use trigger::Column as T;
     use whatsapp_config::Column as N;

@@ -174,6 +174,7 @@ pub async fn start(
                     }),
                     () = stream.opened(), if !announced => {
                         announced = true;
+                        metrics::counter!("switchboard_routing_streamed_snapshots_total").increment(1);
                         tracing::info!(
                             version = stream.version(),
                             "routing changes too large for a delta; streaming the snapshot while compiling"
