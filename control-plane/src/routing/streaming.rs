@@ -189,18 +189,7 @@ impl Chunks {
 mod tests {
     use super::*;
     use crate::routing::table::Builder;
-    use switchboard_proto::v1::routing_entry::Entry;
-
-    fn number(id: i64, display: &str) -> pb::RoutingEntry {
-        pb::RoutingEntry {
-            key: format!("n:{id}"),
-            entry: Some(Entry::Number(pb::NumberRoute {
-                whatsapp_config_id: id,
-                display_phone_number: display.into(),
-                ..Default::default()
-            })),
-        }
-    }
+    use crate::routing::table::tests::number;
 
     fn table(entries: impl Iterator<Item = pb::RoutingEntry>) -> Arc<CompiledTable> {
         let mut b = Builder::default();

@@ -486,11 +486,12 @@ impl CompiledTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use switchboard_proto::v1::routing_entry::Entry;
 
-    fn number(id: i64, display: &str) -> pb::RoutingEntry {
+    /// A number entry (the routing modules' tests build tables of them).
+    pub(crate) fn number(id: i64, display: &str) -> pb::RoutingEntry {
         pb::RoutingEntry {
             key: format!("n:{id}"),
             entry: Some(Entry::Number(pb::NumberRoute {
