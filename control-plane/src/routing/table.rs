@@ -29,6 +29,19 @@ struct Span {
     key_len: u32,
 }
 
+impl Span {
+    /// The entry's field in `segment` (the one this span is in).
+    fn field(self, segment: &[u8]) -> &[u8] {
+        &segment[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// The entry's key in `segment`.
+    fn key(self, segment: &[u8]) -> &[u8] {
+        let at = (self.start + self.key_at) as usize;
+        &segment[at..at + self.key_len as usize]
+    }
+}
+
 /// The hash of an entry's key in a table's index. The keys are ids the control plane chose
 /// (never attacker-picked), so a fixed seed is safe, and it lets builders filled apart (on
 /// two connections) hash alike.
@@ -56,11 +69,9 @@ impl Sealed<'_> {
         self.spans
             .iter()
             .zip(self.hashes)
-            .filter(|&(span, &hash)| {
-                let field = &self.bytes[span.start as usize..(span.start + span.len) as usize];
-                let key = &field[span.key_at as usize..(span.key_at + span.key_len) as usize];
-                old.find_hashed(hash, key)
-                    .is_none_or(|j| old.field(j) != field)
+            .filter(|&(&span, &hash)| {
+                old.find_hashed(hash, span.key(self.bytes))
+                    .is_none_or(|j| old.field(j) != span.field(self.bytes))
             })
             .map(|(span, _)| span.len as usize)
             .sum()
@@ -271,12 +282,11 @@ impl Default for CompiledTable {
 }
 
 fn key_of<'a>(segments: &'a [Bytes], s: &Span) -> &'a [u8] {
-    let at = (s.start + s.key_at) as usize;
-    &segments[s.segment as usize][at..at + s.key_len as usize]
+    s.key(&segments[s.segment as usize])
 }
 
 fn field_of<'a>(segments: &'a [Bytes], s: &Span) -> &'a [u8] {
-    &segments[s.segment as usize][s.start as usize..(s.start + s.len) as usize]
+    s.field(&segments[s.segment as usize])
 }
 
 impl CompiledTable {
