@@ -3,9 +3,10 @@
 //! from metadata; the other RPCs take the runner token. [`ApiError`]s map to gRPC codes
 //! here, and only here.
 
-use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query, rfc3339_ms};
-use crate::executions::{Execution, claims};
+use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query};
 use crate::sends::{Content, Outcome, SendRequest, Sender};
+use crate::store::{Execution, Store, claims};
+use crate::time::rfc3339_ms;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchboard_proto::v1 as pb;
@@ -68,7 +69,7 @@ fn to_proto(e: Execution) -> pb::Execution {
         id: e.id.to_string(),
         workflow_id: e.workflow_id.to_string(),
         status: e.status.as_str().to_owned(),
-        trigger_type: e.trigger_type,
+        trigger_type: e.trigger_type.as_str().to_owned(),
         execution_context_json: context,
         project_id: e.project_id.to_string(),
         test: e.test,
@@ -247,7 +248,7 @@ impl pb::executions_server::Executions for ExecutionsService {
         match self
             .platform
             .store()
-            .ack(id, &r.runner)
+            .ack(id, &r.runner, crate::time::now_ms())
             .await
             .map_err(|e| to_status(e.into()))?
         {
@@ -347,7 +348,7 @@ const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// retried (the stream stays open across a Redis outage); executions claimed but not
 /// delivered because the runner left come back when their visibility timeout runs out.
 async fn deliver(
-    store: crate::executions::Store,
+    store: Store,
     mut query: claims::ClaimQuery,
     tx: tokio::sync::mpsc::Sender<Result<pb::ClaimedExecution, Status>>,
 ) {
@@ -380,7 +381,7 @@ async fn deliver(
             }
         }
         query.max = tx.capacity().max(1);
-        let wait = match store.claim(&query).await {
+        let wait = match store.claim(&query, crate::time::now_ms()).await {
             Ok(claimed) if !claimed.is_empty() => {
                 for c in claimed {
                     let message = pb::ClaimedExecution {

@@ -1,29 +1,32 @@
 //! Switchboard data plane: holds the routing table in memory (swapped whole, fed by the
 //! control plane's routing stream, persisted to disk) and serves HTTP from it.
 //!
-//! Layout: `routing` holds the table, its slot, its file and the sync stream; `executions`
-//! is the execution store (Redis or memory) with the WhatsApp state; `api` the platform
-//! operations (API trigger, executions, test runs), served over HTTP by `http` and over
-//! gRPC by `grpc`; `whatsapp` Meta's webhook and conversations; `sends` the send steps of
-//! runners through the Graph API; [`run`] wires them.
+//! Layout, bottom up: `routing` holds the table, its slot, its file and the sync stream;
+//! `store` is the execution store (Redis or memory: executions, claims, the WhatsApp
+//! state); `observer` decides observer mode; `whatsapp` takes Meta's webhook and ends
+//! conversations; `api` holds the platform operations (API trigger, executions,
+//! conversations, test runs); `sends` the send steps of runners through the Graph API;
+//! `http` and `grpc` are the edges. [`run`] wires them.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
-pub mod executions;
 mod grpc;
 mod http;
+pub mod observer;
 pub mod routing;
 pub mod sends;
+pub mod store;
+pub mod time;
 pub mod whatsapp;
 
 pub use config::Config;
 pub use http::metrics_recorder;
 
-use executions::Store;
 use routing::{RoutingSlot, RoutingTable, Source, snapshot_file};
 use std::future::Future;
 use std::sync::Arc;
+use store::Store;
 use switchboard_proto::v1::executions_server::ExecutionsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,7 +44,7 @@ pub enum Error {
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("--redis-url: {0}")]
-    Store(#[from] executions::StoreError),
+    Store(#[from] store::StoreError),
 }
 
 /// Loads the persisted snapshot into `slot` when it holds nothing yet. A damaged snapshot
@@ -100,11 +103,11 @@ pub async fn run(
         &config.redis_key_prefix,
         config.execution_retention,
     )?;
-    match &store {
-        Store::Memory(_) => tracing::warn!(
+    match store.kind() {
+        store::Kind::Memory => tracing::warn!(
             "execution store: in-process memory (dev only: one node, lost on restart)"
         ),
-        Store::Redis(redis) => match redis.ping().await {
+        store::Kind::Redis => match store.ping().await {
             Ok(()) => tracing::info!(
                 url = %config::redacted_url(&config.redis_url),
                 prefix = %config.redis_key_prefix,
@@ -125,11 +128,12 @@ pub async fn run(
     if config.meta_app_secret.as_deref().is_none_or(str::is_empty) {
         tracing::warn!("no --meta-app-secret: webhook POSTs are refused with 503");
     }
-    let sweeper = tokio::spawn(whatsapp::sweeper::run(
-        whatsapp.clone(),
-        config.conversation_inactivity,
-        stop_rx.clone(),
-    ));
+    let lifecycle = whatsapp::Lifecycle::new(slot.clone(), store.clone());
+    let sweeper = tokio::spawn(
+        lifecycle
+            .clone()
+            .sweep(config.conversation_inactivity, stop_rx.clone()),
+    );
     // Stream entries outlive nothing they point to: trimmed to the retention every minute.
     {
         let (store, mut stopped) = (store.clone(), stop_rx.clone());
@@ -140,15 +144,14 @@ pub async fn run(
                     _ = every.tick() => {}
                     _ = stopped.wait_for(|s| *s) => break,
                 }
-                let now = chrono::Utc::now().timestamp_millis();
-                if let Err(err) = store.trim_streams(now).await {
+                if let Err(err) = store.trim_streams(time::now_ms()).await {
                     tracing::warn!(error = %err, "trimming streams failed");
                 }
             }
         });
     }
     let sender = sends::Sender::new(slot.clone(), store.clone(), &config.graph_api_base);
-    let platform = api::Platform::new(slot.clone(), store);
+    let platform = api::Platform::new(slot.clone(), store, lifecycle);
     if let Some(handle) = metrics.clone() {
         // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
         let mut stopped = stop_rx.clone();

@@ -1,5 +1,6 @@
-//! Generated gRPC code for `switchboard.v1`: the bottom of the workspace, shared by the
-//! control plane, the data plane and the CLI.
+//! The bottom of the workspace, shared by the control plane, the data plane and the CLI:
+//! the generated gRPC code of `switchboard.v1`, and the rules for what travels between the
+//! planes ([`wire`]).
 #![forbid(unsafe_code)]
 
 /// The `switchboard.v1` package.
@@ -12,16 +13,4 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("switchboard_descriptor");
 
-/// Trigger types; the strings are also `system.trigger_type` (DESIGN §3).
-pub const TRIGGER_TYPES: [&str; 3] = ["inbound_message", "whatsapp_event", "api_call"];
-
-/// Event types a `whatsapp_event` trigger can observe (DESIGN §3).
-pub const EVENT_TYPES: [&str; 7] = [
-    "whatsapp.message.received",
-    "whatsapp.message.sent",
-    "whatsapp.message.delivered",
-    "whatsapp.message.read",
-    "whatsapp.message.failed",
-    "whatsapp.conversation.created",
-    "whatsapp.conversation.ended",
-];
+pub mod wire;

@@ -13,7 +13,8 @@
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use switchboard_data_plane::executions::{Admission, NewExecution, Store, keys};
+use switchboard_data_plane::store::{Admission, NewExecution, Store, keys};
+use switchboard_proto::wire::TriggerType;
 use switchboard_tests::bench::{
     data_plane_command, env_or, free_port, under_fresh_prefix, wait_http,
 };
@@ -69,7 +70,7 @@ async fn measure(
                 id: keys::new_tracking_id(&project),
                 project_id: project,
                 workflow_id: workflow,
-                trigger_type: "api_call",
+                trigger_type: TriggerType::ApiCall,
                 test: false,
                 observer_mode: false,
                 conversation_id: None,

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde::Serialize;
 use std::collections::HashMap;
 
-use switchboard_proto::{EVENT_TYPES, TRIGGER_TYPES};
+use switchboard_proto::wire::{EventType, TriggerType};
 
 /// What a trigger should be (create and replace-all).
 #[derive(Clone, Debug, Default)]
@@ -197,35 +197,32 @@ impl Catalog {
         field_prefix: &str,
     ) -> Result<TriggerView> {
         let field = |name: &str| format!("{field_prefix}{name}");
-        let kind = spec.trigger_type.trim();
-        if !TRIGGER_TYPES.contains(&kind) {
-            return Err(Error::invalid(
+        let raw_kind = spec.trigger_type.trim();
+        let kind = TriggerType::parse(raw_kind).ok_or_else(|| {
+            Error::invalid(
                 field("type"),
                 format!(
-                    "{kind:?} is not a trigger type ({})",
-                    TRIGGER_TYPES.join(", ")
+                    "{raw_kind:?} is not a trigger type ({})",
+                    TriggerType::names()
                 ),
-            ));
-        }
+            )
+        })?;
         let event_type = spec.event_type.as_deref().map(str::trim);
         let phone_number_id = spec.phone_number_id.as_deref().map(str::trim);
         match (kind, event_type) {
-            ("whatsapp_event", None) => {
+            (TriggerType::WhatsappEvent, None) => {
                 return Err(Error::invalid(
                     field("event_type"),
                     "required for whatsapp_event triggers",
                 ));
             }
-            ("whatsapp_event", Some(event)) if !EVENT_TYPES.contains(&event) => {
+            (TriggerType::WhatsappEvent, Some(event)) if EventType::parse(event).is_none() => {
                 return Err(Error::invalid(
                     field("event_type"),
-                    format!(
-                        "{event:?} is not an event type ({})",
-                        EVENT_TYPES.join(", ")
-                    ),
+                    format!("{event:?} is not an event type ({})", EventType::names()),
                 ));
             }
-            ("inbound_message" | "api_call", Some(_)) => {
+            (TriggerType::InboundMessage | TriggerType::ApiCall, Some(_)) => {
                 return Err(Error::invalid(
                     field("event_type"),
                     "only whatsapp_event triggers take an event type",
@@ -234,13 +231,13 @@ impl Catalog {
             _ => {}
         }
         match (kind, phone_number_id) {
-            ("inbound_message", None) => {
+            (TriggerType::InboundMessage, None) => {
                 return Err(Error::invalid(
                     field("phone_number_id"),
                     "required for inbound_message triggers",
                 ));
             }
-            ("api_call", Some(_)) => {
+            (TriggerType::ApiCall, Some(_)) => {
                 return Err(Error::invalid(
                     field("phone_number_id"),
                     "api_call triggers take no number (the request names it)",
@@ -260,7 +257,7 @@ impl Catalog {
             id: new_id(),
             workflow_id: workflow.id.clone(),
             project_id: workflow.project_id.clone(),
-            trigger_type: kind.to_owned(),
+            trigger_type: kind.as_str().to_owned(),
             whatsapp_config_id: number.as_ref().map(|n| n.id),
             event_type: event_type.map(str::to_owned),
             active: spec.active,
@@ -327,8 +324,8 @@ async fn ensure_no_conflict(conn: &impl ConnectionTrait, candidate: &trigger::Mo
     let others = trigger::Entity::find()
         .filter(C::Id.ne(candidate.id.as_str()))
         .filter(C::TriggerType.eq(candidate.trigger_type.as_str()));
-    let (query, slot) = match candidate.trigger_type.as_str() {
-        "api_call" => (
+    let (query, slot) = match TriggerType::parse(&candidate.trigger_type) {
+        Some(TriggerType::ApiCall) => (
             others.filter(C::WorkflowId.eq(candidate.workflow_id.as_str())),
             format!(
                 "workflow {} already has an api_call trigger",
@@ -336,7 +333,7 @@ async fn ensure_no_conflict(conn: &impl ConnectionTrait, candidate: &trigger::Mo
             ),
         ),
         _ if !candidate.active => return Ok(()),
-        "inbound_message" => (
+        Some(TriggerType::InboundMessage) => (
             others
                 .filter(C::Active.eq(true))
                 .filter(C::WhatsappConfigId.eq(candidate.whatsapp_config_id)),

@@ -1,6 +1,7 @@
 //! Input checks shared by every catalog operation.
 
 use super::{Error, Result};
+use switchboard_proto::wire;
 
 /// Longest accepted name, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -27,26 +28,26 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// Meta's `phone_number_id`: a non-empty string of digits.
+/// Meta's `phone_number_id`, by the rule every data plane parses it with
+/// (`wire::is_phone_number_id`): what is accepted here routes.
 pub(crate) fn phone_number_id(field: &str, value: &str) -> Result<String> {
     let value = value.trim();
-    if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_digit()) {
+    if !wire::is_phone_number_id(value) {
         return Err(Error::invalid(
             field,
-            format!("{value:?} is not a Meta phone_number_id (digits only)"),
+            format!(
+                "{value:?} is not a Meta phone_number_id (1-{} digits)",
+                wire::PHONE_NUMBER_ID_MAX_DIGITS
+            ),
         ));
     }
     Ok(value.to_owned())
 }
 
-/// An E.164 display number: `+` then 7 to 15 digits, the first not 0.
+/// An E.164 display number: `+` then 7 to 15 digits, the first not 0 (`wire::is_e164`).
 pub(crate) fn e164(field: &str, value: &str) -> Result<String> {
     let value = value.trim();
-    let digits = value.strip_prefix('+').unwrap_or("");
-    let ok = (7..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    if !ok {
+    if !wire::is_e164(value) {
         return Err(Error::invalid(
             field,
             format!("{value:?} is not an E.164 number like +15550000000"),
@@ -99,6 +100,8 @@ mod tests {
         assert!(e164("n", "+0555000000").is_err());
         assert!(e164("n", "+12345").is_err());
         assert!(phone_number_id("p", "1065403522").is_ok());
+        assert!(phone_number_id("p", "0106540352242922").is_ok());
         assert!(phone_number_id("p", "10a").is_err());
+        assert!(phone_number_id("p", &"1".repeat(21)).is_err());
     }
 }

@@ -2,40 +2,21 @@
 //! API keys, numbers, workflows (status and API trigger), and the active message and event
 //! triggers of active workflows.
 
+use super::encoded::{Builder, CompiledTable};
 use super::pg_copy::{self, Fields, FromCopy};
 use super::streaming::StreamingSnapshot;
-use super::table::{Builder, CompiledTable};
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, trigger, whatsapp_config, workflow};
 use futures_util::TryStreamExt;
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect, Statement, TransactionTrait,
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QuerySelect, Statement,
+    TransactionTrait,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::routing_entry::Entry;
-
-pub fn api_key_key(id: &str) -> String {
-    key("k:", id)
-}
-pub fn number_key(id: i64) -> String {
-    format!("n:{id}")
-}
-pub fn workflow_key(id: &str) -> String {
-    key("w:", id)
-}
-pub fn trigger_key(id: &str) -> String {
-    key("t:", id)
-}
-
-/// `prefix` then `id`, allocated once (`format!` costs more, a million times a compile).
-fn key(prefix: &str, id: &str) -> String {
-    let mut key = String::with_capacity(prefix.len() + id.len());
-    key.push_str(prefix);
-    key.push_str(id);
-    key
-}
+use switchboard_proto::wire::{EntryKey, TriggerType};
 
 fn entry(key: String, entry: Entry) -> pb::RoutingEntry {
     pb::RoutingEntry {
@@ -264,13 +245,13 @@ async fn read_generic(catalog: &Catalog, builders: Builders) -> catalog::Result<
         .all(&txn)
         .await?
         .into_iter()
-        .map(key_row)
+        .map(KeyRow::from)
         .collect();
     let workflows = workflow::Entity::find()
         .all(&txn)
         .await?
         .into_iter()
-        .map(workflow_row)
+        .map(WorkflowRow::from)
         .collect();
     let table = builders.builder(entries);
     let mut compilation = Compilation::new(table, version, keys, workflows);
@@ -288,7 +269,7 @@ async fn read_generic(catalog: &Catalog, builders: Builders) -> catalog::Result<
             N::IsDefault,
             N::AccessToken,
         ])
-        .into_tuple::<NumberRow>()
+        .into_model::<NumberRow>()
         .stream(&txn)
         .await?;
     while let Some(row) = numbers.try_next().await? {
@@ -306,7 +287,7 @@ async fn read_generic(catalog: &Catalog, builders: Builders) -> catalog::Result<
             T::EventType,
             T::Active,
         ])
-        .into_tuple::<TriggerRow>()
+        .into_model::<TriggerRow>()
         .stream(&txn)
         .await?;
     while let Some(row) = triggers.try_next().await? {
@@ -317,54 +298,96 @@ async fn read_generic(catalog: &Catalog, builders: Builders) -> catalog::Result<
     Ok(compilation)
 }
 
-/// `(id, project_id, secret_sha256, burst_limit, revoked)`.
-pub type KeyRow = (String, String, String, Option<i64>, bool);
-/// `(id, project_id, status)`.
-pub type WorkflowRow = (String, String, String);
-/// `(id, project_id, phone_number_id, display_phone_number, is_default, access_token)`.
-pub type NumberRow = (i64, String, String, String, bool, Option<String>);
-/// `(id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active)`.
-pub type TriggerRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    bool,
-);
+/// An API key as the compiler reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRow {
+    pub id: String,
+    pub project_id: String,
+    pub secret_sha256: String,
+    pub burst_limit: Option<i64>,
+    pub revoked: bool,
+}
+
+/// A workflow as the compiler reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowRow {
+    pub id: String,
+    pub project_id: String,
+    pub status: String,
+}
+
+/// A WhatsApp number as the compiler reads it.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct NumberRow {
+    /// The `whatsapp_config_id`.
+    pub id: i64,
+    pub project_id: String,
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    pub is_default: bool,
+    pub access_token: Option<String>,
+}
+
+/// A trigger as the compiler reads it.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct TriggerRow {
+    pub id: String,
+    pub workflow_id: String,
+    pub project_id: String,
+    pub trigger_type: String,
+    pub whatsapp_config_id: Option<i64>,
+    pub event_type: Option<String>,
+    pub active: bool,
+}
 
 /// The rows of catalog models (where they are read through sea-orm).
-pub(super) fn key_row(k: api_key::Model) -> KeyRow {
-    let revoked = k.revoked_at.is_some();
-    (k.id, k.project_id, k.secret_sha256, k.burst_limit, revoked)
+impl From<api_key::Model> for KeyRow {
+    fn from(k: api_key::Model) -> Self {
+        Self {
+            revoked: k.revoked_at.is_some(),
+            id: k.id,
+            project_id: k.project_id,
+            secret_sha256: k.secret_sha256,
+            burst_limit: k.burst_limit,
+        }
+    }
 }
 
-pub(super) fn workflow_row(w: workflow::Model) -> WorkflowRow {
-    (w.id, w.project_id, w.status)
+impl From<workflow::Model> for WorkflowRow {
+    fn from(w: workflow::Model) -> Self {
+        Self {
+            id: w.id,
+            project_id: w.project_id,
+            status: w.status,
+        }
+    }
 }
 
-pub(super) fn number_row(n: whatsapp_config::Model) -> NumberRow {
-    (
-        n.id,
-        n.project_id,
-        n.phone_number_id,
-        n.display_phone_number,
-        n.is_default,
-        n.access_token,
-    )
+impl From<whatsapp_config::Model> for NumberRow {
+    fn from(n: whatsapp_config::Model) -> Self {
+        Self {
+            id: n.id,
+            project_id: n.project_id,
+            phone_number_id: n.phone_number_id,
+            display_phone_number: n.display_phone_number,
+            is_default: n.is_default,
+            access_token: n.access_token,
+        }
+    }
 }
 
-pub(super) fn trigger_row(t: trigger::Model) -> TriggerRow {
-    (
-        t.id,
-        t.workflow_id,
-        t.project_id,
-        t.trigger_type,
-        t.whatsapp_config_id,
-        t.event_type,
-        t.active,
-    )
+impl From<trigger::Model> for TriggerRow {
+    fn from(t: trigger::Model) -> Self {
+        Self {
+            id: t.id,
+            workflow_id: t.workflow_id,
+            project_id: t.project_id,
+            trigger_type: t.trigger_type,
+            whatsapp_config_id: t.whatsapp_config_id,
+            event_type: t.event_type,
+            active: t.active,
+        }
+    }
 }
 
 /// The pure part of compilation, separate so it can be benchmarked and unit-tested.
@@ -381,88 +404,99 @@ pub fn build(
     table.finish()
 }
 
+/// `COPY` rows, their columns in the order of the `SELECT`s above.
 impl FromCopy for KeyRow {
     fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
-        Ok((f.text()?, f.text()?, f.text()?, f.opt_int()?, f.boolean()?))
+        Ok(Self {
+            id: f.text()?,
+            project_id: f.text()?,
+            secret_sha256: f.text()?,
+            burst_limit: f.opt_int()?,
+            revoked: f.boolean()?,
+        })
     }
 }
 
 impl FromCopy for WorkflowRow {
     fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
-        Ok((f.text()?, f.text()?, f.text()?))
+        Ok(Self {
+            id: f.text()?,
+            project_id: f.text()?,
+            status: f.text()?,
+        })
     }
 }
 
 impl FromCopy for NumberRow {
     fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
-        Ok((
-            f.int()?,
-            f.text()?,
-            f.text()?,
-            f.text()?,
-            f.boolean()?,
-            f.opt_text()?,
-        ))
+        Ok(Self {
+            id: f.int()?,
+            project_id: f.text()?,
+            phone_number_id: f.text()?,
+            display_phone_number: f.text()?,
+            is_default: f.boolean()?,
+            access_token: f.opt_text()?,
+        })
     }
 }
 
 impl FromCopy for TriggerRow {
     fn from_copy(f: &mut Fields<'_>) -> Result<Self, DbErr> {
-        Ok((
-            f.text()?,
-            f.text()?,
-            f.text()?,
-            f.text()?,
-            f.opt_int()?,
-            f.opt_text()?,
-            f.boolean()?,
-        ))
+        Ok(Self {
+            id: f.text()?,
+            workflow_id: f.text()?,
+            project_id: f.text()?,
+            trigger_type: f.text()?,
+            whatsapp_config_id: f.opt_int()?,
+            event_type: f.opt_text()?,
+            active: f.boolean()?,
+        })
     }
 }
 
 pub(super) fn number_entry(row: NumberRow) -> pb::RoutingEntry {
-    let (id, project_id, phone_number_id, display_phone_number, is_default, access_token) = row;
     entry(
-        number_key(id),
+        EntryKey::Number(row.id).to_key(),
         Entry::Number(pb::NumberRoute {
-            whatsapp_config_id: id,
-            project_id,
-            phone_number_id,
-            display_phone_number,
-            is_default,
-            access_token,
+            whatsapp_config_id: row.id,
+            project_id: row.project_id,
+            phone_number_id: row.phone_number_id,
+            display_phone_number: row.display_phone_number,
+            is_default: row.is_default,
+            access_token: row.access_token,
         }),
     )
 }
 
 pub(super) fn key_entry(row: KeyRow) -> pb::RoutingEntry {
-    let (id, project_id, secret_sha256, burst_limit, revoked) = row;
     entry(
-        api_key_key(&id),
+        EntryKey::ApiKey(&row.id).to_key(),
         Entry::ApiKey(pb::ApiKeyRoute {
-            burst_limit: burst_limit.and_then(|b| u32::try_from(b).ok()),
-            revoked,
-            id,
-            project_id,
-            secret_sha256,
+            burst_limit: row.burst_limit.and_then(|b| u32::try_from(b).ok()),
+            revoked: row.revoked,
+            id: row.id,
+            project_id: row.project_id,
+            secret_sha256: row.secret_sha256,
         }),
     )
 }
 
 /// A workflow's route before its triggers are seen.
 pub(super) fn workflow_route(row: WorkflowRow) -> pb::WorkflowRoute {
-    let (id, project_id, status) = row;
     pb::WorkflowRoute {
-        id,
-        project_id,
-        status,
+        id: row.id,
+        project_id: row.project_id,
+        status: row.status,
         ..Default::default()
     }
 }
 
 pub(super) fn workflow_entry(mut route: pb::WorkflowRoute) -> pb::RoutingEntry {
     route.trigger_types.sort();
-    entry(workflow_key(&route.id), Entry::Workflow(route))
+    entry(
+        EntryKey::Workflow(&route.id).to_key(),
+        Entry::Workflow(route),
+    )
 }
 
 /// Records trigger `row` in its workflow's `route` (the types it has, its API trigger) and
@@ -472,27 +506,26 @@ pub(super) fn route_trigger(
     route: &mut pb::WorkflowRoute,
     row: TriggerRow,
 ) -> Option<pb::RoutingEntry> {
-    let (id, workflow_id, project_id, trigger_type, whatsapp_config_id, event_type, active) = row;
-    if !route.trigger_types.contains(&trigger_type) {
-        route.trigger_types.push(trigger_type.clone());
+    if !route.trigger_types.contains(&row.trigger_type) {
+        route.trigger_types.push(row.trigger_type.clone());
     }
-    if trigger_type == "api_call" {
-        route.api_trigger_active = active;
-        route.api_trigger_id = Some(id);
+    if TriggerType::parse(&row.trigger_type) == Some(TriggerType::ApiCall) {
+        route.api_trigger_active = row.active;
+        route.api_trigger_id = Some(row.id);
         return None;
     }
-    if !active || route.status != "active" {
+    if !row.active || route.status != "active" {
         return None;
     }
     Some(entry(
-        trigger_key(&id),
+        EntryKey::Trigger(&row.id).to_key(),
         Entry::Trigger(pb::TriggerRoute {
-            id,
-            workflow_id,
-            project_id,
-            r#type: trigger_type,
-            whatsapp_config_id,
-            event_type,
+            id: row.id,
+            workflow_id: row.workflow_id,
+            project_id: row.project_id,
+            r#type: row.trigger_type,
+            whatsapp_config_id: row.whatsapp_config_id,
+            event_type: row.event_type,
         }),
     ))
 }
@@ -519,7 +552,7 @@ impl Compilation {
         }
         let routes = workflows
             .into_iter()
-            .map(|row| (row.0.clone(), workflow_route(row)))
+            .map(|row| (row.id.clone(), workflow_route(row)))
             .collect();
         Self {
             version,
@@ -534,7 +567,7 @@ impl Compilation {
     }
 
     fn trigger(&mut self, row: TriggerRow) {
-        let Some(route) = self.routes.get_mut(&row.1) else {
+        let Some(route) = self.routes.get_mut(&row.workflow_id) else {
             return;
         };
         if let Some(entry) = route_trigger(route, row) {
@@ -559,19 +592,23 @@ mod tests {
     use super::*;
 
     fn wf(id: &str, status: &str) -> WorkflowRow {
-        (id.into(), "p".into(), status.into())
+        WorkflowRow {
+            id: id.into(),
+            project_id: "p".into(),
+            status: status.into(),
+        }
     }
 
     fn trig(id: &str, workflow: &str, kind: &str, active: bool) -> TriggerRow {
-        (
-            id.into(),
-            workflow.into(),
-            "p".into(),
-            kind.into(),
-            (kind == "inbound_message").then_some(1),
-            None,
+        TriggerRow {
+            id: id.into(),
+            workflow_id: workflow.into(),
+            project_id: "p".into(),
+            trigger_type: kind.into(),
+            whatsapp_config_id: (kind == "inbound_message").then_some(1),
+            event_type: None,
             active,
-        )
+        }
     }
 
     #[test]

@@ -10,11 +10,8 @@
 //! when a version has no audit event (a write behind the catalog's back, e.g. a bulk load or
 //! a restore), when the changes are many, or when the previous table is worn by patches.
 
-use super::compiler::{
-    self, KeyRow, NumberRow, TriggerRow, WorkflowRow, api_key_key, number_key, trigger_key,
-    workflow_key,
-};
-use super::table::CompiledTable;
+use super::compiler::{self, KeyRow, NumberRow, TriggerRow, WorkflowRow};
+use super::encoded::CompiledTable;
 use crate::catalog::{self, Catalog};
 use crate::db::{api_key, audit_event, trigger, whatsapp_config, workflow};
 use sea_orm::{
@@ -24,8 +21,8 @@ use sea_orm::{
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use switchboard_proto::TRIGGER_TYPES;
 use switchboard_proto::v1 as pb;
+use switchboard_proto::wire::{EntryKey, TriggerType};
 
 /// Above this many changed entities (or versions), a full compile is the cheaper way.
 const MAX_CHANGED: usize = 10_000;
@@ -145,11 +142,14 @@ pub async fn compile(
     };
     for id in &changed.keys {
         let row = rows.keys.get(id).cloned();
-        put(api_key_key(id), row.map(compiler::key_entry));
+        put(EntryKey::ApiKey(id).to_key(), row.map(compiler::key_entry));
     }
     for id in &changed.numbers {
         let row = rows.numbers.get(id).cloned();
-        put(number_key(*id), row.map(compiler::number_entry));
+        put(
+            EntryKey::Number(*id).to_key(),
+            row.map(compiler::number_entry),
+        );
     }
     for id in &changed.routes {
         let entry = rows.workflows.get(id).map(|w| {
@@ -159,15 +159,15 @@ pub async fn compile(
             }
             compiler::workflow_entry(route)
         });
-        put(workflow_key(id), entry);
+        put(EntryKey::Workflow(id).to_key(), entry);
     }
     for id in &changed.triggers {
         let entry = rows.triggers.get(id).and_then(|t| {
             // Its workflow's status decides; the scratch route is thrown away.
-            let mut route = compiler::workflow_route(rows.workflows.get(&t.1)?.clone());
+            let mut route = compiler::workflow_route(rows.workflows.get(&t.workflow_id)?.clone());
             compiler::route_trigger(&mut route, t.clone())
         });
-        put(trigger_key(id), entry);
+        put(EntryKey::Trigger(id).to_key(), entry);
     }
     let delta = pb::Delta {
         from_version: previous.version,
@@ -250,7 +250,7 @@ async fn changes(
             .await?
         {
             changed.triggers.insert(t.id.clone());
-            rows.triggers.insert(t.id.clone(), compiler::trigger_row(t));
+            rows.triggers.insert(t.id.clone(), TriggerRow::from(t));
         }
     }
     if changed.len() > MAX_CHANGED {
@@ -263,41 +263,40 @@ async fn changes(
         .cloned()
         .collect();
     for t in find_in::<trigger::Entity, _, _>(txn, T::Id, &unread).await? {
-        rows.triggers.insert(t.id.clone(), compiler::trigger_row(t));
+        rows.triggers.insert(t.id.clone(), TriggerRow::from(t));
     }
     let keys: Vec<String> = changed.keys.iter().cloned().collect();
     for k in find_in::<api_key::Entity, _, _>(txn, api_key::Column::Id, &keys).await? {
-        rows.keys.insert(k.id.clone(), compiler::key_row(k));
+        rows.keys.insert(k.id.clone(), KeyRow::from(k));
     }
     let numbers: Vec<i64> = changed.numbers.iter().copied().collect();
     let found =
         find_in::<whatsapp_config::Entity, _, _>(txn, whatsapp_config::Column::Id, &numbers)
             .await?;
     for n in found {
-        rows.numbers.insert(n.id, compiler::number_row(n));
+        rows.numbers.insert(n.id, NumberRow::from(n));
     }
     let workflows: Vec<String> = changed
         .routes
         .iter()
         .cloned()
-        .chain(rows.triggers.values().map(|t| t.1.clone()))
+        .chain(rows.triggers.values().map(|t| t.workflow_id.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     for w in find_in::<workflow::Entity, _, _>(txn, workflow::Column::Id, &workflows).await? {
-        rows.workflows
-            .insert(w.id.clone(), compiler::workflow_row(w));
+        rows.workflows.insert(w.id.clone(), WorkflowRow::from(w));
     }
     // A route lists the types of every trigger of its workflow: one probe per type.
     for w in &changed.routes {
         let mut kinds = Vec::new();
-        for kind in TRIGGER_TYPES {
+        for kind in TriggerType::ALL {
             let one = trigger::Entity::find()
                 .filter(T::WorkflowId.eq(w.as_str()))
-                .filter(T::TriggerType.eq(kind))
+                .filter(T::TriggerType.eq(kind.as_str()))
                 .one(txn)
                 .await?;
-            kinds.extend(one.map(compiler::trigger_row));
+            kinds.extend(one.map(TriggerRow::from));
         }
         rows.kinds.insert(w.clone(), kinds);
     }

@@ -7,8 +7,8 @@
 //! changes are too large for a delta is published before it ends, as a snapshot that
 //! streams while it compiles (`streaming`).
 
+use super::encoded::CompiledTable;
 use super::streaming::StreamingSnapshot;
-use super::table::CompiledTable;
 use super::{compiler, incremental};
 use crate::catalog::Catalog;
 use prost::Message;
@@ -271,7 +271,7 @@ mod tests {
             upserts: vec![entry("c")],
             removals: vec!["a".into()],
         };
-        let table = Arc::new(crate::routing::table::Builder::default().finish(3));
+        let table = Arc::new(crate::routing::encoded::Builder::default().finish(3));
         let p = Published::new(table, VecDeque::from([Arc::new(d1), Arc::new(d2)]));
         let merged = p.delta_from(1).unwrap_or_default();
         let mut keys: Vec<_> = merged.upserts.iter().map(|e| e.key.clone()).collect();
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn snapshots_are_chunked_under_the_message_limit() {
-        let mut table = crate::routing::table::Builder::default();
+        let mut table = crate::routing::encoded::Builder::default();
         for i in 0..40_000 {
             table.push(&entry(&format!("t:{i:08}-{}", "x".repeat(40))));
         }

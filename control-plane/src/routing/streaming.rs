@@ -12,7 +12,7 @@
 //! count (`SnapshotChunk` in the proto). A compile that fails after opening ends the
 //! sessions streaming it; their nodes reconnect and get the table that stands.
 
-use super::table::{CompiledTable, Sealed, SegmentSink};
+use super::encoded::{CompiledTable, Sealed, SegmentSink};
 use prost::bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -188,8 +188,8 @@ impl Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::table::Builder;
-    use crate::routing::table::tests::number;
+    use crate::routing::encoded::Builder;
+    use crate::routing::encoded::tests::number;
 
     fn table(entries: impl Iterator<Item = pb::RoutingEntry>) -> Arc<CompiledTable> {
         let mut b = Builder::default();

@@ -1,7 +1,9 @@
 //! The execution context of an `api_call` execution (DESIGN §6).
 
 use super::request::{ApiCall, Members};
+use crate::observer;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use switchboard_proto::wire::TriggerType;
 use uuid::Uuid;
 
 /// Top-level names a variable cannot take.
@@ -81,6 +83,8 @@ impl Serialize for Context<'_> {
 impl Serialize for Root<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (call, origin) = (self.call, self.origin);
+        let trigger_type = TriggerType::ApiCall;
+        let mode = observer::of(trigger_type);
         let mut map = serializer.serialize_map(None)?;
         for (name, value) in &call.variables {
             if !RESERVED.contains(&&**name) {
@@ -90,13 +94,13 @@ impl Serialize for Root<'_> {
         map.serialize_entry(
             "system",
             &System {
-                trigger_type: "api_call",
+                trigger_type: trigger_type.as_str(),
                 tracking_id: origin.tracking_id,
                 workflow_id: origin.workflow_id,
                 api_key_id: origin.api_key_id,
                 trigger_whatsapp_config_id: call.number.map(|n| n.whatsapp_config_id),
-                observer_mode: false,
-                allow_outbound: true,
+                observer_mode: mode.observer_mode,
+                allow_outbound: mode.allow_outbound,
                 test: origin.test,
             },
         )?;

@@ -2,7 +2,7 @@
 //! status in `http::platform` and to a gRPC code in `grpc`), the snake_case code and message
 //! of DESIGN §5's error body, and the field at fault.
 
-use crate::executions::StoreError;
+use crate::store::StoreError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

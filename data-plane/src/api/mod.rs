@@ -1,8 +1,14 @@
 //! The platform API (DESIGN §5) as operations, independent of the transport: the HTTP edge
-//! (`http::platform`) and the gRPC edge (`grpc`) both call [`Platform`]. Every decision is
-//! taken from the in-memory routing table; the execution store is the only I/O.
+//! (`http::platform`, `http::conversations`) and the gRPC edge (`grpc`) both call
+//! [`Platform`]. Every decision is taken from the in-memory routing table; the execution
+//! store is the only I/O.
+//!
+//! The API trigger and executions are here; the conversation endpoints in
+//! [`conversations`], test runs in [`test_runs`]; the request body in [`request`], its
+//! phone number in [`phone`], the execution context it gets in [`context`].
 
 pub mod context;
+pub mod conversations;
 mod error;
 pub mod phone;
 pub mod request;
@@ -10,13 +16,16 @@ pub mod test_runs;
 
 pub use error::{ApiError, Kind};
 
-use crate::executions::{
+use crate::observer;
+use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
+use crate::store::{
     Admission, Created, Execution, ListQuery, NewExecution, Page, Status, Store, Transition, keys,
 };
-use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
+use crate::whatsapp::Lifecycle;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use switchboard_proto::wire::TriggerType;
 use uuid::Uuid;
 
 /// Longest accepted `Idempotency-Key`.
@@ -59,6 +68,8 @@ pub struct Started {
 pub struct Platform {
     slot: Arc<RoutingSlot>,
     store: Store,
+    /// Ends conversations on request.
+    lifecycle: Lifecycle,
     /// `switchboard_executions_created_total{trigger_type="api_call"}`, registered once.
     created_api_call: metrics::Counter,
 }
@@ -81,10 +92,11 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 }
 
 impl Platform {
-    pub fn new(slot: Arc<RoutingSlot>, store: Store) -> Self {
+    pub fn new(slot: Arc<RoutingSlot>, store: Store, lifecycle: Lifecycle) -> Self {
         Self {
             slot,
             store,
+            lifecycle,
             created_api_call: metrics::counter!(
                 "switchboard_executions_created_total",
                 "trigger_type" => "api_call"
@@ -183,13 +195,14 @@ impl Platform {
             now,
             false,
         );
+        let trigger_type = TriggerType::ApiCall;
         let execution = NewExecution {
             id: tracking_id,
             project_id: key.project_id,
             workflow_id,
-            trigger_type: "api_call",
+            trigger_type,
             test: false,
-            observer_mode: false,
+            observer_mode: observer::of(trigger_type).observer_mode,
             conversation_id: None,
             context,
             created_at: now.timestamp_millis(),
@@ -285,11 +298,7 @@ impl Platform {
                 return Err(ApiError::execution_not_found());
             }
         }
-        match self
-            .store
-            .set_status(id, to, chrono::Utc::now().timestamp_millis())
-            .await?
-        {
+        match self.store.set_status(id, to, crate::time::now_ms()).await? {
             Transition::Done(execution) => Ok(execution),
             Transition::NotFound => Err(ApiError::execution_not_found()),
             Transition::Invalid { from } => Err(ApiError::field(
@@ -404,12 +413,6 @@ pub fn list_query(
     })
 }
 
-/// Unix milliseconds as RFC 3339, UTC, with milliseconds.
-pub fn rfc3339_ms(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 /// `execution_context` as JSON, with the latest delivered message as `last_user_input`
 /// (DESIGN §7 rule b).
 pub fn execution_context(e: &Execution) -> String {
@@ -423,25 +426,4 @@ pub fn execution_context(e: &Execution) -> String {
             _ => e.context.clone(),
         },
     }
-}
-
-/// The JSON form of an execution (DESIGN §5).
-pub fn execution_json(e: &Execution) -> Value {
-    let time = rfc3339_ms;
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    let context = parse(&execution_context(e));
-    serde_json::json!({
-        "id": e.id.to_string(),
-        "tracking_id": e.id.to_string(),
-        "workflow_id": e.workflow_id.to_string(),
-        "status": e.status.as_str(),
-        "trigger_type": e.trigger_type,
-        "test": e.test,
-        "observer_mode": e.observer_mode,
-        "conversation_id": e.conversation_id,
-        "created_at": time(e.created_at),
-        "updated_at": time(e.updated_at),
-        "execution_context": context,
-        "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
-    })
 }

@@ -6,12 +6,12 @@
 //! intercepting execution.
 
 use super::{ApiError, Kind, Platform, request};
-use crate::executions::conversations::Conversation;
-use crate::executions::{Admission, Created, NewExecution, keys};
+use crate::observer;
 use crate::routing::RoutingTable;
-use crate::whatsapp::context::{Common, ConversationRef, EventMessage, whatsapp_event};
+use crate::store::{Admission, Conversation, Created, NewExecution, keys};
+use crate::whatsapp::context::{self, Common, ConversationRef, EventMessage};
 use serde_json::{Map, Value, json};
-use switchboard_proto::EVENT_TYPES;
+use switchboard_proto::wire::{EventType, TriggerType};
 use uuid::Uuid;
 
 /// A started test run.
@@ -46,7 +46,7 @@ impl Platform {
         raw: &[u8],
         request_ip: &str,
     ) -> Result<TestStarted, ApiError> {
-        let table = self.slot.table().ok_or_else(ApiError::not_ready)?;
+        let table = self.table()?;
         let key = Self::authenticate(&table, api_key)?;
         let project_id = key.project_id;
         if raw.len() > super::BODY_LIMIT {
@@ -68,15 +68,15 @@ impl Platform {
             }
             Err(e) => return Err(ApiError::invalid_json(&e)),
         };
-        let trigger_type = required_str(&body, "trigger_type")?;
-        if !["api_call", "inbound_message", "whatsapp_event"].contains(&trigger_type) {
-            return Err(ApiError::field(
-                "invalid_trigger_type",
-                "trigger_type",
-                "trigger_type must be api_call, inbound_message or whatsapp_event",
-            ));
-        }
-        if !workflow.trigger_types.iter().any(|t| &**t == trigger_type) {
+        let trigger_type =
+            TriggerType::parse(required_str(&body, "trigger_type")?).ok_or_else(|| {
+                ApiError::field(
+                    "invalid_trigger_type",
+                    "trigger_type",
+                    format!("trigger_type must be one of {}", TriggerType::names()),
+                )
+            })?;
+        if !workflow.trigger_types.contains(&trigger_type) {
             return Err(ApiError::field(
                 "no_trigger",
                 "trigger_type",
@@ -85,33 +85,33 @@ impl Platform {
         }
         let now = chrono::Utc::now();
         let tracking_id = keys::new_tracking_id(&project_id);
-        let (trigger_type, conversation_id, observer_mode, context) = match trigger_type {
-            "api_call" => {
+        let (conversation_id, context) = match trigger_type {
+            TriggerType::ApiCall => {
                 let call = request::resolve(request::parse_http(raw)?, &table, &project_id)?;
                 let context =
                     super::api_context(&call, key, workflow.id, tracking_id, request_ip, now, true);
-                ("api_call", None, false, context)
+                (None, context)
             }
-            "inbound_message" => {
-                let conversation = self.conversation_of(&body, &project_id).await?;
+            TriggerType::InboundMessage => {
+                let conversation = self.conversation_in(&body, project_id).await?;
                 let message = required_str(&body, "message")?;
                 let common = common(&conversation, tracking_id, workflow.id);
-                let context = crate::whatsapp::context::inbound_message(&common, None, message);
-                ("inbound_message", Some(conversation.id), false, context)
+                let context = context::inbound_message(&common, None, message);
+                (Some(conversation.id), context)
             }
-            _ => {
-                let event_type = required_str(&body, "event_type")?;
-                if !EVENT_TYPES.contains(&event_type) {
-                    return Err(ApiError::field(
-                        "invalid_event_type",
-                        "event_type",
-                        format!("event_type must be one of {}", EVENT_TYPES.join(", ")),
-                    ));
-                }
-                let conversation = self.conversation_of(&body, &project_id).await?;
+            TriggerType::WhatsappEvent => {
+                let event_type =
+                    EventType::parse(required_str(&body, "event_type")?).ok_or_else(|| {
+                        ApiError::field(
+                            "invalid_event_type",
+                            "event_type",
+                            format!("event_type must be one of {}", EventType::names()),
+                        )
+                    })?;
+                let conversation = self.conversation_in(&body, project_id).await?;
                 let context =
                     event_context(&table, &conversation, event_type, tracking_id, workflow.id);
-                ("whatsapp_event", Some(conversation.id), true, context)
+                (Some(conversation.id), context)
             }
         };
         let execution = NewExecution {
@@ -120,16 +120,12 @@ impl Platform {
             workflow_id: workflow.id,
             trigger_type,
             test: true,
-            observer_mode,
+            observer_mode: observer::of(trigger_type).observer_mode,
             conversation_id: conversation_id.map(|id| id.to_string()),
             context,
             created_at: now.timestamp_millis(),
         };
-        match self
-            .store()
-            .create(&execution, &Admission::default())
-            .await?
-        {
+        match self.store.create(&execution, &Admission::default()).await? {
             Created::New { .. } => Ok(TestStarted {
                 workflow_id: workflow.id,
                 tracking_id,
@@ -146,25 +142,13 @@ impl Platform {
     }
 
     /// `conversation_id` of the body: a conversation of the project.
-    async fn conversation_of(
+    async fn conversation_in(
         &self,
         body: &Map<String, Value>,
-        project_id: &Uuid,
+        project_id: Uuid,
     ) -> Result<Conversation, ApiError> {
-        let raw = required_str(body, "conversation_id")?;
-        let not_found = || {
-            ApiError::new(
-                Kind::NotFound,
-                "conversation_not_found",
-                "conversation not found",
-            )
-        };
-        let id = Uuid::parse_str(raw).map_err(|_| not_found())?;
-        self.store()
-            .conversation(id)
-            .await?
-            .filter(|c| c.project_id == *project_id)
-            .ok_or_else(not_found)
+        let id = required_str(body, "conversation_id")?;
+        self.conversation_of(project_id, id).await
     }
 }
 
@@ -187,7 +171,7 @@ fn common(c: &Conversation, tracking_id: Uuid, workflow_id: Uuid) -> Common<'_> 
 fn event_context(
     table: &RoutingTable,
     c: &Conversation,
-    event_type: &str,
+    event_type: EventType,
     tracking_id: Uuid,
     workflow_id: Uuid,
 ) -> String {
@@ -207,7 +191,7 @@ fn event_context(
             "display_phone_number": display,
         },
     });
-    let status = event_type.strip_prefix("whatsapp.message.");
+    let status = event_type.message_status();
     if status.is_some() {
         payload["message"] = last.clone();
     }
@@ -217,7 +201,7 @@ fn event_context(
         status,
         text: last["text"].as_str().filter(|t| !t.is_empty()),
     });
-    whatsapp_event(
+    context::whatsapp_event(
         &common(c, tracking_id, workflow_id),
         event_type,
         payload,

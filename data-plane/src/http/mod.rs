@@ -1,11 +1,12 @@
-//! The data plane's HTTP port: the platform API (`platform`), Meta's webhook and the
-//! conversation endpoints (`whatsapp`), `/healthz`, `/readyz` and
+//! The data plane's HTTP port: the platform API (`platform`: the API trigger, executions,
+//! test runs; `conversations`), Meta's webhook (`webhook`), `/healthz`, `/readyz` and
 //! `/metrics`, with request metrics (`metrics`) on every route, served by `serve`.
 
+mod conversations;
 mod metrics;
 pub mod platform;
 pub mod serve;
-pub mod whatsapp;
+mod webhook;
 
 pub use metrics::recorder as metrics_recorder;
 
@@ -28,17 +29,15 @@ pub fn app(
     platform: platform::PlatformState,
     whatsapp: crate::whatsapp::WhatsApp,
 ) -> Arc<serve::App> {
-    let whatsapp = whatsapp::WhatsAppState {
-        whatsapp,
-        platform: platform.clone(),
-    };
+    let conversations = conversations::routes(platform.platform.clone());
     let platform = Arc::new(platform);
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(AppState { slot, metrics })
-        .merge(whatsapp::routes(whatsapp))
+        .merge(webhook::routes(whatsapp))
+        .merge(conversations)
         .merge(platform::routes(platform.clone()))
         .layer(self::metrics::RequestMetrics);
     Arc::new(serve::App::new(router, platform))

@@ -1,7 +1,9 @@
 //! The platform API over HTTP (DESIGN §5): extracts the key, body and parameters, calls
 //! [`Platform`], and maps [`ApiError`]s to statuses and the documented error body.
 
-use crate::api::{ApiError, BODY_LIMIT, Body, Kind, Platform, StartRequest, execution_json};
+use crate::api::{ApiError, BODY_LIMIT, Body, Kind, Platform, StartRequest, execution_context};
+use crate::store::Execution;
+use crate::time::rfc3339_ms;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -321,6 +323,26 @@ async fn update(
         .set_status(Some(project_id), &id, status)
         .await?;
     Ok(Json(execution_json(&execution)).into_response())
+}
+
+/// The JSON form of an execution (DESIGN §5).
+pub fn execution_json(e: &Execution) -> Value {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let context = parse(&execution_context(e));
+    serde_json::json!({
+        "id": e.id.to_string(),
+        "tracking_id": e.id.to_string(),
+        "workflow_id": e.workflow_id.to_string(),
+        "status": e.status.as_str(),
+        "trigger_type": e.trigger_type.as_str(),
+        "test": e.test,
+        "observer_mode": e.observer_mode,
+        "conversation_id": e.conversation_id,
+        "created_at": rfc3339_ms(e.created_at),
+        "updated_at": rfc3339_ms(e.updated_at),
+        "execution_context": context,
+        "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

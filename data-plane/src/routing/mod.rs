@@ -1,7 +1,6 @@
 //! Routing on the data plane: the table (`table`), the slot readers load it from (`slot`),
 //! its copy on disk (`snapshot_file`) and the stream that keeps it current (`sync`).
 
-mod dense;
 pub mod slot;
 pub mod snapshot_file;
 pub mod sync;

@@ -7,9 +7,9 @@
 pub mod render;
 
 use crate::api::{ApiError, Kind, phone};
-use crate::executions::conversations::MessageState;
-use crate::executions::{Execution, Store};
+use crate::observer;
 use crate::routing::{Number, RoutingSlot};
+use crate::store::{Execution, MessageState, Store, events};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +60,6 @@ impl std::fmt::Debug for Sender {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl Sender {
     pub fn new(slot: Arc<RoutingSlot>, store: Store, graph_api_base: &str) -> Self {
         let http = reqwest::Client::builder()
@@ -107,14 +103,11 @@ impl Sender {
             Content::Template(raw) => ("template", object(raw, "template_json")?),
             Content::Interactive(raw) => ("interactive", object(raw, "interactive_json")?),
         };
-        let at = now_ms();
+        let at = crate::time::now_ms();
 
-        if execution.observer_mode && request.to_phone_number.is_none() {
-            let event = json!({
-                "type": "message_skipped", "reason": "observer_mode", "message_type": kind,
-                kind: body, "at": at,
-            });
-            self.store.append_event(id, &event.to_string()).await?;
+        if !observer::sends(execution.observer_mode, request.to_phone_number) {
+            let event = events::message_skipped(kind, &body, at);
+            self.store.append_event(id, &event).await?;
             return Ok(Outcome::Skipped {
                 reason: "observer_mode",
             });
@@ -128,17 +121,16 @@ impl Sender {
         })?;
         let outcome = self.post(&number, &to, kind, &body).await;
         let event = match &outcome {
-            Outcome::Sent { wamid } => json!({
-                "type": "message_sent", "wamid": wamid, "to": to, "from_phone_number_id":
-                number.phone_number_id.to_string(), "message_type": kind, kind: body, "at": at,
-            }),
-            Outcome::Failed { code, message } => json!({
-                "type": "message_failed", "to": to, "error": {"code": code, "message": message},
-                "message_type": kind, kind: body, "at": at,
-            }),
-            Outcome::Skipped { .. } => Value::Null,
+            Outcome::Sent { wamid } => {
+                let from = number.phone_number_id.to_string();
+                events::message_sent(wamid, &to, &from, kind, &body, at)
+            }
+            Outcome::Failed { code, message } => {
+                events::message_failed(&to, *code, message, kind, &body, at)
+            }
+            Outcome::Skipped { .. } => Value::Null.to_string(),
         };
-        self.store.append_event(id, &event.to_string()).await?;
+        self.store.append_event(id, &event).await?;
         if let Outcome::Sent { wamid } = &outcome {
             // Its statuses will arrive by webhook: known from now on.
             self.store

@@ -1,9 +1,12 @@
 //! Execution contexts of WhatsApp-started executions (DESIGN §6): `inbound_message` and
-//! `whatsapp_event` (observer mode). The conversation id and status are written as the
-//! store's [`Placeholder`] when the store decides them (see `executions::conversations`).
+//! `whatsapp_event` (observer mode), for live updates and test runs alike. The conversation
+//! id and status are written as the store's [`Placeholder`] when the store decides them
+//! (see `store::conversations`).
 
-use crate::executions::conversations::Placeholder;
+use crate::observer;
+use crate::store::conversations::Placeholder;
 use serde_json::{Map, Value, json};
+use switchboard_proto::wire::{EventType, TriggerType};
 use uuid::Uuid;
 
 /// Who the execution is for.
@@ -27,6 +30,14 @@ pub enum ConversationRef<'a> {
 }
 
 impl ConversationRef<'_> {
+    /// The id as the execution records it (the placeholder's text until the store chose).
+    pub fn id_string(&self) -> String {
+        match self {
+            ConversationRef::Pending(p) => p.id().to_owned(),
+            ConversationRef::Known { id, .. } => id.to_string(),
+        }
+    }
+
     fn id(&self) -> Value {
         match self {
             ConversationRef::Pending(p) => Value::String(p.id().to_owned()),
@@ -79,14 +90,16 @@ pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &
         #[serde(skip_serializing_if = "Option::is_none")]
         contact_name: Option<&'a str>,
     }
+    let trigger_type = TriggerType::InboundMessage;
+    let mode = observer::of(trigger_type);
     let root = Root {
         system: System {
-            trigger_type: "inbound_message",
+            trigger_type: trigger_type.as_str(),
             tracking_id: common.tracking_id,
             workflow_id: common.workflow_id,
             trigger_whatsapp_config_id: common.whatsapp_config_id,
-            observer_mode: false,
-            allow_outbound: true,
+            observer_mode: mode.observer_mode,
+            allow_outbound: mode.allow_outbound,
             test: common.test,
         },
         context: Context {
@@ -100,15 +113,17 @@ pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &
     serde_json::to_string(&root).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// `whatsapp_event`, in observer mode. `payload` is the raw Meta object plus `metadata`.
+/// `whatsapp_event` (observer mode). `payload` is the raw Meta object plus `metadata`.
 pub fn whatsapp_event(
     common: &Common<'_>,
-    event_type: &str,
+    event_type: EventType,
     payload: Value,
     message: Option<&EventMessage<'_>>,
 ) -> String {
+    let trigger_type = TriggerType::WhatsappEvent;
+    let mode = observer::of(trigger_type);
     let mut event = Map::new();
-    event.insert("type".into(), event_type.into());
+    event.insert("type".into(), event_type.as_str().into());
     event.insert("payload".into(), payload);
     event.insert(
         "conversation".into(),
@@ -130,12 +145,12 @@ pub fn whatsapp_event(
     }
     json!({
         "system": {
-            "trigger_type": "whatsapp_event",
+            "trigger_type": trigger_type.as_str(),
             "tracking_id": common.tracking_id.to_string(),
             "workflow_id": common.workflow_id.to_string(),
             "trigger_whatsapp_config_id": common.whatsapp_config_id,
-            "observer_mode": true,
-            "allow_outbound": false,
+            "observer_mode": mode.observer_mode,
+            "allow_outbound": mode.allow_outbound,
             "test": common.test,
             "event": event,
         },

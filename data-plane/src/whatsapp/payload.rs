@@ -10,6 +10,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use switchboard_proto::wire::EventType;
 
 /// The `object` of WhatsApp Business Account webhooks.
 pub const OBJECT: &str = "whatsapp_business_account";
@@ -95,12 +96,12 @@ impl Delivery {
         self as u8 + 1
     }
 
-    pub fn event_type(self) -> &'static str {
+    pub fn event_type(self) -> EventType {
         match self {
-            Delivery::Sent => "whatsapp.message.sent",
-            Delivery::Delivered => "whatsapp.message.delivered",
-            Delivery::Read => "whatsapp.message.read",
-            Delivery::Failed => "whatsapp.message.failed",
+            Delivery::Sent => EventType::MessageSent,
+            Delivery::Delivered => EventType::MessageDelivered,
+            Delivery::Read => EventType::MessageRead,
+            Delivery::Failed => EventType::MessageFailed,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_control_plane::catalog::Catalog;
-use switchboard_control_plane::routing::table::CompiledTable;
+use switchboard_control_plane::routing::encoded::CompiledTable;
 use switchboard_control_plane::routing::{compiler, incremental};
 use switchboard_data_plane::routing::table::EventType;
 use switchboard_proto::v1 as pb;

@@ -2,9 +2,10 @@
 //! in-process memory store alike: both must behave the same.
 
 use std::time::Duration;
-use switchboard_data_plane::executions::{
+use switchboard_data_plane::store::{
     Admission, Created, ListQuery, NewExecution, Status, Store, Transition, keys,
 };
+use switchboard_proto::wire::TriggerType;
 use switchboard_tests::TestRedis;
 use uuid::Uuid;
 
@@ -54,7 +55,7 @@ fn execution(project: Uuid, workflow: Uuid, created_at: i64) -> NewExecution {
         id: keys::new_tracking_id(&project),
         project_id: project,
         workflow_id: workflow,
-        trigger_type: "api_call",
+        trigger_type: TriggerType::ApiCall,
         test: false,
         observer_mode: false,
         conversation_id: None,
@@ -82,7 +83,7 @@ async fn a_created_execution_is_read_back_whole_and_dispatched(
     new.test = true;
     new.observer_mode = true;
     new.conversation_id = Some("conv-1".into());
-    new.trigger_type = "whatsapp_event";
+    new.trigger_type = TriggerType::WhatsappEvent;
     let created = store.create(&new, &Admission::default()).await?;
     assert_eq!(
         created,
@@ -98,7 +99,7 @@ async fn a_created_execution_is_read_back_whole_and_dispatched(
     assert_eq!(got.project_id, project);
     assert_eq!(got.workflow_id, workflow);
     assert_eq!(got.status, Status::Pending);
-    assert_eq!(got.trigger_type, "whatsapp_event");
+    assert_eq!(got.trigger_type, TriggerType::WhatsappEvent);
     assert!(got.test && got.observer_mode);
     assert_eq!(got.conversation_id.as_deref(), Some("conv-1"));
     assert_eq!(

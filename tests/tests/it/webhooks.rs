@@ -176,7 +176,7 @@ async fn every_event_type_starts_its_observer_workflow(redis: bool) -> anyhow::R
     let mut s = Stack::start(redis).await?;
     let pnid = s.pnid().to_owned();
     let mut workflows = std::collections::HashMap::new();
-    for (i, event) in switchboard_proto::EVENT_TYPES.iter().enumerate() {
+    for (i, event) in switchboard_proto::wire::EventType::ALL.iter().enumerate() {
         // Odd ones project-wide, even ones on the number.
         let number = (i % 2 == 0).then_some(pnid.as_str());
         let (workflow, _) = s
@@ -184,10 +184,10 @@ async fn every_event_type_starts_its_observer_workflow(redis: bool) -> anyhow::R
                 &format!("on-{event}"),
                 "whatsapp_event",
                 number,
-                Some(event),
+                Some(event.as_str()),
             )
             .await?;
-        workflows.insert(*event, workflow);
+        workflows.insert(event.as_str(), workflow);
     }
     s.sync().await?;
 

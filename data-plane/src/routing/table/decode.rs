@@ -5,10 +5,11 @@
 //! value the parser would refuse) goes through prost and [`parse`], so the result is
 //! always what decoding the chunk with prost and parsing its entries gives.
 
-use super::{EventType, Number, Parsed, ParsedChunk, Trigger, meta_id, parse};
+use super::entry::{MetaId, Number, Parsed, ParsedChunk, Trigger, parse, trigger_event};
 use prost::Message;
 use prost::encoding::{WireType, decode_key, decode_varint};
 use switchboard_proto::v1 as pb;
+use switchboard_proto::wire::{EntryKey, TriggerType};
 use uuid::Uuid;
 
 /// Field numbers (`switchboard/v1/routing.proto`).
@@ -126,14 +127,15 @@ fn trigger(key: &[u8], mut buf: &[u8]) -> Option<Trigger> {
         }
     }
     let id_text = id.unwrap_or_default();
-    if key.strip_prefix(b"t:") != Some(id_text) {
+    if key.strip_prefix(EntryKey::TRIGGER.as_bytes()) != Some(id_text) {
         return None;
     }
-    let event = match (kind.unwrap_or_default(), event, config) {
-        (b"inbound_message", None, Some(_)) => None,
-        (b"whatsapp_event", Some(name), _) => Some(EventType::parse(text(name)?)?),
-        _ => return None,
+    let kind = TriggerType::parse(text(kind.unwrap_or_default())?);
+    let event = match event {
+        Some(name) => Some(text(name)?),
+        None => None,
     };
+    let event = trigger_event(kind, event, config).ok()?;
     Some(Trigger {
         id: uuid(id)?,
         workflow_id: uuid(workflow)?,
@@ -160,13 +162,13 @@ fn number(key: &[u8], mut buf: &[u8]) -> Option<Number> {
         }
     }
     let config = config.unwrap_or_default();
-    if key.strip_prefix(b"n:") != Some(config.to_string().as_bytes()) {
+    if EntryKey::parse(std::str::from_utf8(key).ok()?) != Some(EntryKey::Number(config)) {
         return None;
     }
     Some(Number {
         whatsapp_config_id: config,
         project_id: uuid(project)?,
-        phone_number_id: meta_id(text(meta.unwrap_or_default())?)?,
+        phone_number_id: MetaId::parse(text(meta.unwrap_or_default())?)?,
         display_phone_number: text(display.unwrap_or_default())?.into(),
         is_default: default.unwrap_or_default(),
         access_token: match token {

@@ -6,7 +6,9 @@
 //! rebuild sees them in), or an entry of the delta would be refused, or would leave a
 //! trigger without its workflow or number.
 
-use super::{Number, Parsed, RoutingTable, Trigger, Workflow, claim, meta_id_of, number_of, parse};
+use super::RoutingTable;
+use super::entry::{Number, Parsed, Trigger, Workflow, meta_id_of, number_of, parse};
+use super::index::claim;
 use switchboard_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -293,7 +295,7 @@ mod tests {
             if let Some(n) = n {
                 seen += &format!("  message {:?}\n", t.message_trigger(n.whatsapp_config_id));
                 for name in EVENTS {
-                    let event = EventType::parse(name).unwrap_or(EventType(0));
+                    let event = EventType::parse(name).unwrap_or(EventType::MessageReceived);
                     seen += &format!("  {name} {:?}\n", t.event_trigger(event, &n));
                 }
             }

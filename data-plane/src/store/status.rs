@@ -37,12 +37,12 @@ impl Status {
         }
     }
 
-    /// Whether an execution in `self` may move to `to`. `ended` and `failed` are final.
     /// `ended` and `failed`: nothing follows.
     pub fn is_final(self) -> bool {
         matches!(self, Status::Ended | Status::Failed)
     }
 
+    /// Whether an execution in `self` may move to `to`.
     pub fn can_become(self, to: Status) -> bool {
         use Status::*;
         matches!(

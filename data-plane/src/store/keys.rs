@@ -24,8 +24,9 @@
 //! ```
 //!
 //! Conversation ids are made like tracking ids, so they carry the shard too. The WhatsApp
-//! scripts derive the keys of records and conversations they find while running from the
-//! shard's base (`{prefix}:{x<shard>}:`): all in the slot of the key they were called with.
+//! scripts (`redis/scripts/`) derive the keys of records and conversations they find while
+//! running from the shard's base (`{prefix}:{x<shard>}:`): all in the slot of the key they
+//! were called with. The memory store keeps the same things in maps, without keys.
 
 use uuid::Uuid;
 

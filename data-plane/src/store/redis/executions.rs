@@ -1,76 +1,17 @@
-//! The Redis execution store. Creation and status changes are Lua scripts (atomic, one
-//! round trip, every key declared and in one hash slot, so Redis Cluster accepts them);
-//! reads are pipelines. The connection is a [`ConnectionManager`]: created without
-//! connecting, it reconnects in the background, so a data plane starts while Redis is down
-//! and recovers without a restart once it is back; meanwhile every call fails fast with
-//! [`StoreError::Unavailable`].
+//! Executions in Redis (see [`crate::store::Executions`]): creating one is one MULTI/EXEC
+//! when nothing needs checking, else the `create` script; a status change is the
+//! `set_status` script.
 
-use super::keys::{Keys, first_id_at, shard_of_project};
-use super::{
-    Admission, Created, Execution, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page, Status,
-    StoreError, Transition,
+use super::{RedisStore, int, text};
+use crate::store::keys::{SHARDS, first_id_at, shard_of_project};
+use crate::store::{
+    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page,
+    Status, StoreError, Transition,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use switchboard_proto::wire::TriggerType;
 use uuid::Uuid;
-
-/// Checks idempotency, then the burst limit, then writes the record, index entry, dispatch
-/// entry and idempotency key. Every check precedes the first write, so a refusal writes
-/// nothing (the burst counter of a refused request excepted: it counts attempts). Used only
-/// when a check is needed; otherwise [`RedisStore::create`] sends the same writes as one
-/// MULTI/EXEC pipeline, which costs Redis about a third of the CPU.
-const CREATE: &str = r#"
-local request = ARGV[9]
-if request ~= '' then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then
-    local space = string.find(seen, ' ', 1, true)
-    if space and string.sub(seen, 1, space - 1) == request then
-      return {1, string.sub(seen, space + 1)}
-    end
-    return {2}
-  end
-end
-local remaining = -1
-local limit = tonumber(ARGV[11])
-if limit > 0 then
-  local count = redis.call('INCR', KEYS[5])
-  if count == 1 then redis.call('PEXPIRE', KEYS[5], 2000) end
-  if count > limit then return {3} end
-  remaining = limit - count
-end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'updated', ARGV[6], 'meta', ARGV[5],
-  'context', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('ZREMRANGEBYLEX', KEYS[2], '-', '(' .. ARGV[12])
-redis.call('PEXPIRE', KEYS[2], ARGV[8])
-redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'project', ARGV[2], 'workflow', ARGV[3],
-  'trigger_type', ARGV[4])
-if request ~= '' then
-  redis.call('SET', KEYS[4], request .. ' ' .. ARGV[1], 'PX', ARGV[10])
-end
-return {0, remaining}
-"#;
-
-/// Moves a record to ARGV[1] when its status is one of ARGV[3] (space separated) and
-/// appends the status_changed event; the event list lives as long as the record.
-const SET_STATUS: &str = r#"
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {0} end
-if not string.find(' ' .. ARGV[3] .. ' ', ' ' .. current .. ' ', 1, true) then
-  return {1, current}
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
-redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"from":"' .. current .. '","to":"' ..
-  ARGV[1] .. '","type":"status_changed"}')
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {2}
-"#;
 
 /// Index entries read per round trip while listing.
 const LIST_BATCH: usize = 200;
@@ -78,103 +19,9 @@ const LIST_BATCH: usize = 200;
 /// short page with a cursor.
 const LIST_ROUNDS: usize = 10;
 
-#[derive(Clone)]
-pub struct RedisStore {
-    connection: ConnectionManager,
-    keys: Arc<Keys>,
-    retention_ms: i64,
-    create: Arc<Script>,
-    set_status: Arc<Script>,
-    whatsapp: Arc<super::redis_conversations::Scripts>,
-    claim: Arc<Script>,
-    ack: Arc<Script>,
-    /// Consumer groups known to exist on every dispatch stream.
-    groups: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-}
-
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("keys", &self.keys)
-            .finish_non_exhaustive()
-    }
-}
-
-pub(super) fn int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(*i),
-        _ => None,
-    }
-}
-
-pub(super) fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-impl RedisStore {
-    pub fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
-            connection,
-            keys: Arc::new(Keys::new(prefix)),
-            retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
-            create: Arc::new(Script::new(CREATE)),
-            set_status: Arc::new(Script::new(SET_STATUS)),
-            whatsapp: Arc::default(),
-            claim: Arc::new(Script::new(super::redis_claims::CLAIM)),
-            ack: Arc::new(Script::new(super::redis_claims::ACK)),
-            groups: Arc::default(),
-        })
-    }
-
-    pub(super) fn claim_script(&self) -> &Script {
-        &self.claim
-    }
-
-    pub(super) fn ack_script(&self) -> &Script {
-        &self.ack
-    }
-
-    pub(super) fn groups(&self) -> &std::sync::Mutex<std::collections::HashSet<String>> {
-        &self.groups
-    }
-
-    pub(super) fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
-    }
-
-    pub(super) fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    pub(super) fn retention_ms(&self) -> i64 {
-        self.retention_ms
-    }
-
-    pub(super) fn scripts(&self) -> &super::redis_conversations::Scripts {
-        &self.whatsapp
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(StoreError::from)
-    }
-
-    pub async fn create(
+#[async_trait::async_trait]
+impl Executions for RedisStore {
+    async fn create(
         &self,
         execution: &NewExecution,
         admission: &Admission,
@@ -197,7 +44,7 @@ impl RedisStore {
         first_id_at(e.created_at - self.retention_ms)
             .hyphenated()
             .encode_lower(&mut keep_from[1..]);
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
 
         if admission.idempotency.is_none() && admission.burst.is_none() {
             // Nothing to check: the writes alone, as one transaction. No `.ignore()`: it
@@ -229,7 +76,7 @@ impl RedisStore {
                         ("id", id),
                         ("project", project),
                         ("workflow", workflow),
-                        ("trigger_type", e.trigger_type),
+                        ("trigger_type", e.trigger_type.as_str()),
                     ],
                 )
                 .query_async::<()>(&mut connection)
@@ -250,7 +97,7 @@ impl RedisStore {
             ),
             None => (record.clone(), 0),
         };
-        let mut invocation = self.create.prepare_invoke();
+        let mut invocation = self.scripts.create.prepare_invoke();
         invocation
             .key(&record)
             .key(&index)
@@ -260,7 +107,7 @@ impl RedisStore {
             .arg(id)
             .arg(project)
             .arg(workflow)
-            .arg(e.trigger_type)
+            .arg(e.trigger_type.as_str())
             .arg(&meta)
             .arg(e.created_at)
             .arg(&e.context)
@@ -289,8 +136,8 @@ impl RedisStore {
         }
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
-        let mut connection = self.connection.clone();
+    async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        let mut connection = self.connection();
         let (fields, events): (HashMap<String, String>, Vec<String>) = redis::pipe()
             .hgetall(self.keys.record(&id))
             .lrange(self.keys.events(&id), 0, -1)
@@ -302,11 +149,11 @@ impl RedisStore {
         parse_record(id, fields, events).map(Some)
     }
 
-    pub async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let index = self
             .keys
             .workflow_index(&query.project_id, &query.workflow_id);
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut page = Page::default();
         let mut cursor = query.after;
         for _ in 0..LIST_ROUNDS {
@@ -356,19 +203,15 @@ impl RedisStore {
         Ok(page)
     }
 
-    pub async fn set_status(
-        &self,
-        id: Uuid,
-        to: Status,
-        now: i64,
-    ) -> Result<Transition, StoreError> {
+    async fn set_status(&self, id: Uuid, to: Status, now: i64) -> Result<Transition, StoreError> {
         let allowed_from: Vec<&str> = Status::ALL
             .into_iter()
             .filter(|from| from.can_become(to))
             .map(Status::as_str)
             .collect();
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let reply: Vec<Value> = self
+            .scripts
             .set_status
             .key(self.keys.record(&id))
             .key(self.keys.events(&id))
@@ -397,9 +240,22 @@ impl RedisStore {
         }
     }
 
+    async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
+        let events = self.keys.events(&id);
+        let mut connection = self.connection();
+        redis::pipe()
+            .rpush(&events, event)
+            .ignore()
+            .pexpire(&events, self.retention_ms)
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
     /// Tracking ids waiting in the dispatch stream of `shard` (for tests and runners).
-    pub async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {
-        let mut connection = self.connection.clone();
+    async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {
+        let mut connection = self.connection();
         let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.keys.dispatch(shard))
             .arg("-")
@@ -412,6 +268,19 @@ impl RedisStore {
             .filter_map(|entry| entry.get::<String>("id"))
             .filter_map(|id| Uuid::parse_str(&id).ok())
             .collect())
+    }
+
+    async fn trim_streams(&self, now: i64) -> Result<u64, StoreError> {
+        let min_id = format!("{}-0", now.saturating_sub(self.retention_ms).max(0));
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            for stream in [self.keys.dispatch(shard), self.keys.inbox(shard)] {
+                pipe.cmd("XTRIM").arg(stream).arg("MINID").arg(&min_id);
+            }
+        }
+        let mut connection = self.connection();
+        let trimmed: Vec<u64> = pipe.query_async(&mut connection).await?;
+        Ok(trimmed.into_iter().sum())
     }
 }
 
@@ -440,7 +309,7 @@ pub(super) fn meta_json(e: &NewExecution) -> Result<String, StoreError> {
     serde_json::to_string(&Meta {
         project: e.project_id,
         workflow: e.workflow_id,
-        trigger_type: e.trigger_type.into(),
+        trigger_type: e.trigger_type.as_str().into(),
         test: e.test,
         observer_mode: e.observer_mode,
         conversation_id: e.conversation_id.clone(),
@@ -472,7 +341,8 @@ pub(super) fn parse_record(
         project_id: meta.project,
         workflow_id: meta.workflow,
         status,
-        trigger_type: meta.trigger_type,
+        trigger_type: TriggerType::parse(&meta.trigger_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("{id}: bad trigger type")))?,
         test: meta.test,
         observer_mode: meta.observer_mode,
         conversation_id: meta.conversation_id,

@@ -12,6 +12,7 @@
 //! status) as it writes them.
 
 use super::NewExecution;
+use super::rules::Rule;
 use uuid::Uuid;
 
 /// How long processed message ids and statuses are remembered (DESIGN §7: at least 7 days).
@@ -160,7 +161,8 @@ pub struct InboundMessage {
     pub inbox: String,
 }
 
-/// Where DESIGN §7's routing sent a message.
+/// Where DESIGN §7's routing sent a message: the [`Rule`] that matched, with the
+/// execution concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// (a) an execution of the conversation is in handoff.
@@ -171,6 +173,25 @@ pub enum Route {
     Started(Uuid),
     /// (d) the agent inbox.
     Inbox,
+}
+
+impl Route {
+    pub fn rule(self) -> Rule {
+        match self {
+            Route::Handoff(_) => Rule::Handoff,
+            Route::Delivered(_) => Rule::Deliver,
+            Route::Started(_) => Rule::Trigger,
+            Route::Inbox => Rule::Inbox,
+        }
+    }
+
+    /// The execution the message went to or started.
+    pub fn execution(self) -> Option<Uuid> {
+        match self {
+            Route::Handoff(id) | Route::Delivered(id) | Route::Started(id) => Some(id),
+            Route::Inbox => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +233,20 @@ pub enum StatusOutcome {
         current: String,
         started: Option<Uuid>,
     },
+}
+
+/// One update of a webhook POST, for [`super::Conversations::apply`].
+#[derive(Debug)]
+pub enum Apply<'a> {
+    Message(&'a InboundMessage),
+    Status(&'a InboundStatus),
+}
+
+/// What [`super::Conversations::apply`] did with an update.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Message(MessageOutcome),
+    Status(StatusOutcome),
 }
 
 /// The stored state of an outbound message.
@@ -257,6 +292,22 @@ pub struct ConversationQuery {
     pub limit: usize,
     /// `(last_active_at, id)` of the last conversation of the previous page.
     pub after: Option<(i64, Uuid)>,
+}
+
+impl ConversationQuery {
+    /// Whether `c` is one this query lists (both backends filter with it).
+    pub fn matches(&self, c: &Conversation) -> bool {
+        c.project_id == self.project_id
+            && self
+                .phone_number_id
+                .as_ref()
+                .is_none_or(|p| *p == c.phone_number_id)
+            && self
+                .phone_number
+                .as_ref()
+                .is_none_or(|p| *p == c.phone_number)
+            && self.status.is_none_or(|s| s == c.status)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,63 +1,19 @@
-//! WhatsApp state of the in-process store: the same steps as the Redis scripts
-//! (`redis_conversations`), under the store's one mutex.
+//! The WhatsApp state of the memory store: the same steps as the Redis scripts `message`,
+//! `status` and `end`, under the store's one mutex.
 
-use super::conversations::{
-    Conversation, ConversationPage, ConversationQuery, ConversationStatus, EndConversation,
-    EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState, Route, SEEN_WINDOW_MS,
-    StatusOutcome,
+use super::{Inner, MemoryStore};
+use crate::store::conversations::{
+    Applied, Apply, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
+    EndConversation, EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState,
+    Route, SEEN_WINDOW_MS, StatusOutcome,
 };
-use super::memory_store::{MemoryStore, now_ms};
-use super::redis_conversations::{Applied, Apply, matches_query};
-use super::{NewExecution, Status};
-use std::collections::{HashMap, HashSet};
+use crate::store::keys::shard_of_project;
+use crate::store::rules::{self, Rule};
+use crate::store::{Conversations, NewExecution, StoreError};
+use crate::time::now_ms;
 use uuid::Uuid;
 
-/// An outbound message: its state, the rank of its status, the statuses seen, expiry.
-type Outbound = (MessageState, u8, HashSet<&'static str>, i64);
-
-#[derive(Default)]
-pub(super) struct WhatsApp {
-    /// (project, message id) → expires at.
-    seen: HashMap<(Uuid, String), i64>,
-    /// id → (conversation, expires at).
-    conversations: HashMap<Uuid, (Conversation, i64)>,
-    /// (config id, wa_id) → the customer's latest conversation.
-    latest: HashMap<(i64, String), Uuid>,
-    /// (project, message id) → (state, rank, statuses seen, expires at).
-    statuses: HashMap<(Uuid, String), Outbound>,
-    /// (conversation, message JSON), oldest first.
-    inbox: HashMap<u8, Vec<(Uuid, String)>>,
-}
-
-impl WhatsApp {
-    pub(super) fn sweep(&mut self, now: i64) {
-        self.seen.retain(|_, expires| *expires > now);
-        self.conversations.retain(|_, (_, expires)| *expires > now);
-        let conversations = &self.conversations;
-        self.latest.retain(|_, id| conversations.contains_key(id));
-        self.statuses.retain(|_, (_, _, _, expires)| *expires > now);
-    }
-
-    fn live(&self, id: &Uuid, now: i64) -> Option<&Conversation> {
-        self.conversations
-            .get(id)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(c, _)| c)
-    }
-}
-
 impl MemoryStore {
-    /// Applies the updates of one webhook POST, in order.
-    pub fn apply(&self, updates: &[Apply<'_>]) -> Vec<Applied> {
-        updates
-            .iter()
-            .map(|update| match update {
-                Apply::Message(m) => Applied::Message(self.message(m)),
-                Apply::Status(s) => Applied::Status(self.status(s)),
-            })
-            .collect()
-    }
-
     fn message(&self, m: &InboundMessage) -> MessageOutcome {
         let wall = now_ms();
         let retention = self.retention_ms;
@@ -110,7 +66,7 @@ impl MemoryStore {
 
         let fill = |text: &str| m.placeholder.fill(text, Some(&cid), Some("active"));
         let mut started = Vec::new();
-        let mut start = |inner: &mut super::memory_store::Inner, e: &NewExecution| {
+        let mut start = |inner: &mut Inner, e: &NewExecution| {
             inner.insert(e, fill(&e.context), Some(cid.to_string()), wall, retention);
             started.push(e.id);
         };
@@ -120,46 +76,45 @@ impl MemoryStore {
         if let Some(e) = &m.on_received {
             start(inner, e);
         }
-        let mut route = Route::Inbox;
-        if let Some(current) = current
-            && let Some((execution, _)) = inner
-                .records
-                .get_mut(&current)
-                .filter(|(_, expires)| *expires > wall)
-        {
-            match execution.status {
-                Status::Handoff => route = Route::Handoff(current),
-                Status::Pending | Status::Running | Status::Waiting => {
+        // DESIGN §7 step 4: the first rule that matches (`store::rules`).
+        let live = current.and_then(|id| {
+            let (execution, _) = inner.records.get(&id).filter(|(_, x)| *x > wall)?;
+            Some((id, execution.status))
+        });
+        let rule = rules::route(live.map(|(_, status)| status), m.trigger.is_some());
+        let route = match (rule, live, &m.trigger) {
+            (Rule::Handoff, Some((id, _)), _) => Route::Handoff(id),
+            (Rule::Deliver, Some((id, _)), _) => {
+                if let Some((execution, _)) = inner.records.get_mut(&id) {
                     execution.last_user_input = Some(m.last_user_input.clone());
                     execution.events.push(m.delivery.clone());
-                    route = Route::Delivered(current);
-                    if let Some(lease) = inner.leases.get(&current) {
-                        inner
-                            .runner_messages
-                            .entry(lease.runner.clone())
-                            .or_default()
-                            .push_back((current, m.delivery.clone()));
-                    }
                 }
-                Status::Ended | Status::Failed => {}
+                if let Some(lease) = inner.leases.get(&id) {
+                    inner
+                        .runner_messages
+                        .entry(lease.runner.clone())
+                        .or_default()
+                        .push_back((id, m.delivery.clone()));
+                }
+                Route::Delivered(id)
             }
-        }
-        if route == Route::Inbox {
-            if let Some(e) = &m.trigger {
+            (Rule::Trigger, _, Some(e)) => {
                 start(inner, e);
-                route = Route::Started(e.id);
                 if let Some((c, _)) = inner.whatsapp.conversations.get_mut(&cid) {
                     c.execution = Some(e.id);
                 }
-            } else {
+                Route::Started(e.id)
+            }
+            _ => {
                 inner
                     .whatsapp
                     .inbox
-                    .entry(super::keys::shard_of_project(&m.project_id))
+                    .entry(shard_of_project(&m.project_id))
                     .or_default()
                     .push((cid, fill(&m.inbox)));
+                Route::Inbox
             }
-        }
+        };
         inner
             .whatsapp
             .seen
@@ -227,22 +182,36 @@ impl MemoryStore {
         });
         StatusOutcome::Applied { current, started }
     }
+}
 
-    pub fn end_conversation(&self, end: &EndConversation) -> EndOutcome {
+#[async_trait::async_trait]
+impl Conversations for MemoryStore {
+    /// Applies the updates of one webhook POST, in order.
+    async fn apply(&self, updates: &[Apply<'_>]) -> Result<Vec<Applied>, StoreError> {
+        Ok(updates
+            .iter()
+            .map(|update| match update {
+                Apply::Message(m) => Applied::Message(self.message(m)),
+                Apply::Status(s) => Applied::Status(self.status(s)),
+            })
+            .collect())
+    }
+
+    async fn end_conversation(&self, end: &EndConversation) -> Result<EndOutcome, StoreError> {
         let wall = now_ms();
         let retention = self.retention_ms;
         let mut inner = self.lock();
         let Some(c) = inner.whatsapp.live(&end.id, wall) else {
-            return EndOutcome::NotFound;
+            return Ok(EndOutcome::NotFound);
         };
         if c.status == ConversationStatus::Ended {
-            return EndOutcome::AlreadyEnded;
+            return Ok(EndOutcome::AlreadyEnded);
         }
         if end
             .expected_last_active
             .is_some_and(|t| t != c.last_active_at)
         {
-            return EndOutcome::Active;
+            return Ok(EndOutcome::Active);
         }
         if let Some((c, _)) = inner.whatsapp.conversations.get_mut(&end.id) {
             c.status = ConversationStatus::Ended;
@@ -257,14 +226,17 @@ impl MemoryStore {
             );
             e.id
         });
-        EndOutcome::Ended { started }
+        Ok(EndOutcome::Ended { started })
     }
 
-    pub fn conversation(&self, id: Uuid) -> Option<Conversation> {
-        self.lock().whatsapp.live(&id, now_ms()).cloned()
+    async fn conversation(&self, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+        Ok(self.lock().whatsapp.live(&id, now_ms()).cloned())
     }
 
-    pub fn conversations(&self, query: &ConversationQuery) -> ConversationPage {
+    async fn conversations(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<ConversationPage, StoreError> {
         let wall = now_ms();
         let inner = self.lock();
         let mut all: Vec<&Conversation> = inner
@@ -273,7 +245,7 @@ impl MemoryStore {
             .values()
             .filter(|(_, expires)| *expires > wall)
             .map(|(c, _)| c)
-            .filter(|c| matches_query(c, query))
+            .filter(|c| query.matches(c))
             .filter(|c| query.after.is_none_or(|a| (c.last_active_at, c.id) < a))
             .collect();
         all.sort_by_key(|c| std::cmp::Reverse((c.last_active_at, c.id)));
@@ -285,10 +257,14 @@ impl MemoryStore {
             }
             page.conversations.push(c.clone());
         }
-        page
+        Ok(page)
     }
 
-    pub fn idle_conversations(&self, cutoff: i64, limit: usize) -> Vec<Conversation> {
+    async fn idle_conversations(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
         let wall = now_ms();
         let inner = self.lock();
         let mut idle: Vec<Conversation> = inner
@@ -304,26 +280,25 @@ impl MemoryStore {
             .collect();
         idle.sort_by_key(|c| c.last_active_at);
         idle.truncate(limit);
-        idle
+        Ok(idle)
     }
 
-    pub fn message_state(&self, project_id: &Uuid, message_id: &str) -> Option<MessageState> {
+    async fn message_state(
+        &self,
+        project_id: &Uuid,
+        message_id: &str,
+    ) -> Result<Option<MessageState>, StoreError> {
         let wall = now_ms();
-        self.lock()
+        Ok(self
+            .lock()
             .whatsapp
             .statuses
             .get(&(*project_id, message_id.to_owned()))
             .filter(|e| e.3 > wall)
-            .map(|e| e.0.clone())
+            .map(|e| e.0.clone()))
     }
 
-    pub fn append_event(&self, id: Uuid, event: &str) {
-        if let Some((execution, _)) = self.lock().records.get_mut(&id) {
-            execution.events.push(event.to_owned());
-        }
-    }
-
-    pub fn record_sent(&self, sent: &MessageState) {
+    async fn record_sent(&self, sent: &MessageState) -> Result<(), StoreError> {
         let expires = now_ms().saturating_add(SEEN_WINDOW_MS);
         let mut inner = self.lock();
         let entry = inner
@@ -335,14 +310,16 @@ impl MemoryStore {
             entry.0 = sent.clone();
         }
         entry.3 = expires;
+        Ok(())
     }
 
-    pub fn inbox(&self, shard: u8) -> Vec<(Uuid, String)> {
-        self.lock()
+    async fn inbox(&self, shard: u8) -> Result<Vec<(Uuid, String)>, StoreError> {
+        Ok(self
+            .lock()
             .whatsapp
             .inbox
             .get(&shard)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }

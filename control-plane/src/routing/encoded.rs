@@ -11,6 +11,7 @@ use prost::bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use switchboard_proto::v1 as pb;
+use switchboard_proto::wire::EntryKey;
 
 /// Target size of a segment, and so of a snapshot chunk (tonic's default message limit is
 /// 4 MiB).
@@ -248,13 +249,14 @@ fn count(counts: &mut pb::EntryCounts, entry: &pb::RoutingEntry) {
     }
 }
 
-/// Uncounts the entry with `key`, whose kind its prefix names (see the compiler's keys).
+/// Uncounts the entry with `key`, whose kind its prefix names (`wire::EntryKey`).
 fn uncount(counts: &mut pb::EntryCounts, key: &[u8]) {
-    let kind = match key.get(..2) {
-        Some(b"k:") => &mut counts.api_keys,
-        Some(b"n:") => &mut counts.numbers,
-        Some(b"w:") => &mut counts.workflows,
-        Some(b"t:") => &mut counts.triggers,
+    let prefix = key.get(..2).unwrap_or_default();
+    let kind = match std::str::from_utf8(prefix).unwrap_or_default() {
+        EntryKey::API_KEY => &mut counts.api_keys,
+        EntryKey::NUMBER => &mut counts.numbers,
+        EntryKey::WORKFLOW => &mut counts.workflows,
+        EntryKey::TRIGGER => &mut counts.triggers,
         _ => return,
     };
     *kind = kind.saturating_sub(1);

@@ -7,7 +7,8 @@
 //! workflow filter (`all`, or a hash of the workflow ids), so runners with different
 //! filters never steal each other's entries; the lease on the record, checked and set by
 //! one script, decides who has an execution, so the same entry read through two groups is
-//! still claimed once. Expired deliveries come back through `XAUTOCLAIM`.
+//! still claimed once. Expired deliveries come back through `XAUTOCLAIM`. The memory store
+//! keeps the same rules on its queues (`memory/claims.rs`).
 
 use super::Execution;
 use sha2::{Digest, Sha256};
@@ -26,7 +27,7 @@ pub struct ClaimQuery {
     pub workflows: BTreeSet<Uuid>,
     pub visibility_ms: i64,
     /// How many executions the runner can take now (Redis may return a few more; see
-    /// `RedisStore::claim`).
+    /// the Redis backend's `claim`).
     pub max: usize,
 }
 
@@ -68,10 +69,4 @@ pub enum AckOutcome {
     NotFound,
     /// Delivered to another runner (or never delivered).
     NotYours,
-}
-
-/// The event recorded when an execution is delivered to a runner.
-pub(crate) fn claimed_event(runner: &str, attempt: u32, at: i64) -> String {
-    serde_json::json!({"type": "claimed", "runner": runner, "attempt": attempt, "at": at})
-        .to_string()
 }

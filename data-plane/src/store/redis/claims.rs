@@ -1,56 +1,15 @@
-//! Claims in Redis (see [`super::claims`]): consumer groups on the dispatch streams, a
-//! lease on the record set by one script.
+//! Claims in Redis (see [`crate::store::claims`]): consumer groups on the dispatch streams,
+//! a lease on the record set by the `claim` script, acks by the `ack` script.
 
-use super::StoreError;
-use super::claims::{AckOutcome, ClaimQuery, Claimed};
-use super::keys::{SHARDS, shard_of_execution};
-use super::redis_store::{RedisStore, int, parse_record};
+use super::executions::parse_record;
+use super::{RedisStore, int};
+use crate::store::claims::{AckOutcome, ClaimQuery, Claimed};
+use crate::store::keys::{SHARDS, shard_of_execution};
+use crate::store::{Claims, StoreError};
 use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// KEYS: record, events. ARGV: runner, now, visibility ms, "<group> <entry id>". Takes the
-/// execution unless it is final, acked, or leased to a runner whose lease still runs;
-/// a pending one becomes running. Returns {0} gone (ack the entry), {1} busy (leave it),
-/// {2, attempt, record fields, events} taken.
-pub(super) const CLAIM: &str = r#"
-local held = redis.call('HMGET', KEYS[1], 'status', 'lease', 'acked', 'attempts')
-local status = held[1]
-if not status or held[3] or status == 'ended' or status == 'failed' then return {0} end
-local now = tonumber(ARGV[2])
-if held[2] and tonumber(held[2]) > now then return {1} end
-local attempt = tonumber(held[4] or '0') + 1
-redis.call('HSET', KEYS[1], 'runner', ARGV[1], 'lease', now + tonumber(ARGV[3]),
-  'attempts', attempt, 'claim', ARGV[4])
-if status == 'pending' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[2])
-  redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] ..
-    ',"from":"pending","to":"running","type":"status_changed"}')
-end
-redis.call('RPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"attempt":' .. attempt ..
-  ',"runner":"' .. ARGV[1] .. '","type":"claimed"}')
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {2, attempt, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
-"#;
-
-/// KEYS: record, dispatch stream of its shard. ARGV: runner, now. {0} not found, {1} not
-/// this runner's, {2} acked (again or for the first time).
-pub(super) const ACK: &str = r#"
-local held = redis.call('HMGET', KEYS[1], 'runner', 'claim', 'acked')
-if not held[2] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-  return {1}
-end
-if held[1] ~= ARGV[1] then return {1} end
-if held[3] then return {2} end
-local space = string.find(held[2], ' ', 1, true)
-redis.call('XACK', KEYS[2], string.sub(held[2], 1, space - 1), string.sub(held[2], space + 1))
-redis.call('HSET', KEYS[1], 'acked', ARGV[2])
-redis.call('HDEL', KEYS[1], 'lease')
-return {2}
-"#;
 
 /// An entry read from a dispatch stream.
 struct Entry {
@@ -83,7 +42,7 @@ impl RedisStore {
         streams: impl Iterator<Item = String>,
         group: &str,
     ) -> Result<(), StoreError> {
-        if self.groups().lock().is_ok_and(|g| g.contains(marker)) {
+        if self.groups.lock().is_ok_and(|g| g.contains(marker)) {
             return Ok(());
         }
         let mut connection = self.connection();
@@ -105,23 +64,37 @@ impl RedisStore {
                 return Err(err.into());
             }
         }
-        if let Ok(mut groups) = self.groups().lock() {
+        if let Ok(mut groups) = self.groups.lock() {
             groups.insert(marker.to_owned());
         }
         Ok(())
     }
 
-    pub async fn claim(&self, query: &ClaimQuery, now: i64) -> Result<Vec<Claimed>, StoreError> {
+    async fn xack(&self, shard: u8, group: &str, entry_id: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        redis::cmd("XACK")
+            .arg(self.keys.dispatch(shard))
+            .arg(group)
+            .arg(entry_id)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Claims for RedisStore {
+    async fn claim(&self, query: &ClaimQuery, now: i64) -> Result<Vec<Claimed>, StoreError> {
         let group = query.group();
         let per_shard = (query.max / 4).max(1);
-        let streams = (0..SHARDS).map(|shard| self.keys().dispatch(shard));
+        let streams = (0..SHARDS).map(|shard| self.keys.dispatch(shard));
         self.ensure_group(&group, streams, &group).await?;
         let mut connection = self.connection();
         // Deliveries whose lease may have run out first, then new entries.
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
             pipe.cmd("XAUTOCLAIM")
-                .arg(self.keys().dispatch(shard))
+                .arg(self.keys.dispatch(shard))
                 .arg(&group)
                 .arg(&query.runner)
                 .arg(query.visibility_ms)
@@ -137,7 +110,7 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(per_shard)
                 .arg("STREAMS")
-                .arg(self.keys().dispatch(shard))
+                .arg(self.keys.dispatch(shard))
                 .arg(">");
         }
         let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
@@ -168,9 +141,10 @@ impl RedisStore {
                 continue;
             }
             let reply: Vec<Value> = self
-                .claim_script()
-                .key(self.keys().record(&id))
-                .key(self.keys().events(&id))
+                .scripts
+                .claim
+                .key(self.keys.record(&id))
+                .key(self.keys.events(&id))
                 .arg(&query.runner)
                 .arg(now)
                 .arg(query.visibility_ms)
@@ -203,13 +177,13 @@ impl RedisStore {
 
     /// Messages delivered to executions `runner` holds (webhook rule b), oldest first,
     /// taken off its streams as they are read.
-    pub async fn runner_messages(
+    async fn runner_messages(
         &self,
         runner: &str,
         max: usize,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
         const GROUP: &str = "runner";
-        let streams = (0..SHARDS).map(|shard| self.keys().runner_messages(shard, runner));
+        let streams = (0..SHARDS).map(|shard| self.keys.runner_messages(shard, runner));
         self.ensure_group(&format!("r:{runner}"), streams, GROUP)
             .await?;
         let mut connection = self.connection();
@@ -222,7 +196,7 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(max.max(1))
                 .arg("STREAMS")
-                .arg(self.keys().runner_messages(shard, runner))
+                .arg(self.keys.runner_messages(shard, runner))
                 .arg(">");
         }
         let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
@@ -234,7 +208,7 @@ impl RedisStore {
             }
             let read: StreamReadReply = redis::from_redis_value(reply)
                 .map_err(|e| StoreError::Corrupt(format!("XREADGROUP: {e}")))?;
-            let stream = self.keys().runner_messages(shard, runner);
+            let stream = self.keys.runner_messages(shard, runner);
             for id in read.keys.iter().flat_map(|k| &k.ids) {
                 done.cmd("XACK")
                     .arg(&stream)
@@ -256,36 +230,13 @@ impl RedisStore {
         Ok(messages)
     }
 
-    pub async fn trim_streams(&self, now: i64) -> Result<u64, StoreError> {
-        let min_id = format!("{}-0", now.saturating_sub(self.retention_ms()).max(0));
-        let mut pipe = redis::pipe();
-        for shard in 0..SHARDS {
-            for stream in [self.keys().dispatch(shard), self.keys().inbox(shard)] {
-                pipe.cmd("XTRIM").arg(stream).arg("MINID").arg(&min_id);
-            }
-        }
-        let mut connection = self.connection();
-        let trimmed: Vec<u64> = pipe.query_async(&mut connection).await?;
-        Ok(trimmed.into_iter().sum())
-    }
-
-    async fn xack(&self, shard: u8, group: &str, entry_id: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection();
-        redis::cmd("XACK")
-            .arg(self.keys().dispatch(shard))
-            .arg(group)
-            .arg(entry_id)
-            .query_async::<()>(&mut connection)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn ack(&self, id: Uuid, runner: &str, now: i64) -> Result<AckOutcome, StoreError> {
+    async fn ack(&self, id: Uuid, runner: &str, now: i64) -> Result<AckOutcome, StoreError> {
         let mut connection = self.connection();
         let reply: Vec<Value> = self
-            .ack_script()
-            .key(self.keys().record(&id))
-            .key(self.keys().dispatch(shard_of_execution(&id)))
+            .scripts
+            .ack
+            .key(self.keys.record(&id))
+            .key(self.keys.dispatch(shard_of_execution(&id)))
             .arg(runner)
             .arg(now)
             .invoke_async(&mut connection)

@@ -1,0 +1,115 @@
+//! The events recorded on an execution (its `events`, DESIGN §5), one builder each. The
+//! Redis scripts write `status_changed` and `claimed` themselves, in the same form
+//! (`redis/scripts/`): keys sorted, as these builders write them.
+
+use super::Status;
+use serde_json::{Value, json};
+
+/// A status change (`PATCH`, `UpdateExecutionStatus`, a claim of a pending execution).
+pub fn status_changed(from: Status, to: Status, at: i64) -> String {
+    json!({"type": "status_changed", "from": from.as_str(), "to": to.as_str(), "at": at})
+        .to_string()
+}
+
+/// A delivery of the execution to a runner.
+pub fn claimed(runner: &str, attempt: u32, at: i64) -> String {
+    json!({"type": "claimed", "runner": runner, "attempt": attempt, "at": at}).to_string()
+}
+
+/// `{id, type, text}` of an inbound message: a conversation's `last_message`, and what a
+/// delivery and an agent inbox entry carry.
+#[derive(Debug, serde::Serialize)]
+pub struct MessageSummary<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub text: &'a str,
+}
+
+/// A customer's message delivered to the conversation's running execution (DESIGN §7
+/// rule b).
+pub fn message_received(message: &MessageSummary<'_>, at: i64) -> String {
+    #[derive(serde::Serialize)]
+    struct Delivery<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        at: i64,
+        message: &'a MessageSummary<'a>,
+    }
+    let delivery = Delivery {
+        kind: "message_received",
+        at,
+        message,
+    };
+    serde_json::to_string(&delivery).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A send step skipped in observer mode (DESIGN §9). `kind` is Meta's message type and
+/// `body` its object.
+pub fn message_skipped(kind: &str, body: &Value, at: i64) -> String {
+    json!({
+        "type": "message_skipped", "reason": "observer_mode", "message_type": kind,
+        kind: body, "at": at,
+    })
+    .to_string()
+}
+
+/// A message the Graph API accepted.
+pub fn message_sent(
+    wamid: &str,
+    to: &str,
+    from_phone_number_id: &str,
+    kind: &str,
+    body: &Value,
+    at: i64,
+) -> String {
+    json!({
+        "type": "message_sent", "wamid": wamid, "to": to,
+        "from_phone_number_id": from_phone_number_id, "message_type": kind, kind: body,
+        "at": at,
+    })
+    .to_string()
+}
+
+/// A message the Graph API refused, or that could not be sent.
+pub fn message_failed(
+    to: &str,
+    code: i64,
+    message: &str,
+    kind: &str,
+    body: &Value,
+    at: i64,
+) -> String {
+    json!({
+        "type": "message_failed", "to": to, "error": {"code": code, "message": message},
+        "message_type": kind, kind: body, "at": at,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_written_as_the_scripts_write_them() {
+        // redis/scripts/set_status.lua and claim.lua concatenate these texts.
+        assert_eq!(
+            status_changed(Status::Pending, Status::Running, 7),
+            r#"{"at":7,"from":"pending","to":"running","type":"status_changed"}"#
+        );
+        assert_eq!(
+            claimed("runner-1", 2, 7),
+            r#"{"at":7,"attempt":2,"runner":"runner-1","type":"claimed"}"#
+        );
+        let message = MessageSummary {
+            id: "wamid.1",
+            kind: "text",
+            text: "hi",
+        };
+        assert_eq!(
+            message_received(&message, 7),
+            r#"{"type":"message_received","at":7,"message":{"id":"wamid.1","type":"text","text":"hi"}}"#
+        );
+    }
+}

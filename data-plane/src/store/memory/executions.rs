@@ -1,0 +1,141 @@
+//! Executions in the memory store (see [`crate::store::Executions`]).
+
+use super::MemoryStore;
+use crate::store::{
+    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page,
+    Status, StoreError, Transition, events,
+};
+use crate::time::now_ms;
+use uuid::Uuid;
+
+#[async_trait::async_trait]
+impl Executions for MemoryStore {
+    async fn create(&self, e: &NewExecution, admission: &Admission) -> Result<Created, StoreError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        if let Some((key, request)) = &admission.idempotency {
+            let slot = (e.project_id, key.clone());
+            if let Some((seen, tracking_id, expires)) = inner.idempotency.get(&slot)
+                && *expires > now
+            {
+                return Ok(if seen == request {
+                    Created::Replayed {
+                        tracking_id: *tracking_id,
+                    }
+                } else {
+                    Created::IdempotencyKeyReused
+                });
+            }
+        }
+        let mut burst_remaining = None;
+        if let Some((key_id, limit)) = admission.burst {
+            let count = inner
+                .burst
+                .entry((key_id, e.workflow_id, e.created_at / 1000))
+                .or_insert(0);
+            *count += 1;
+            if *count > limit {
+                return Ok(Created::RateLimited);
+            }
+            burst_remaining = Some(limit - *count);
+        }
+        inner.insert(
+            e,
+            e.context.clone(),
+            e.conversation_id.clone(),
+            now,
+            self.retention_ms,
+        );
+        if let Some((key, request)) = &admission.idempotency {
+            let expires = now.saturating_add(IDEMPOTENCY_WINDOW.as_millis() as i64);
+            inner.idempotency.insert(
+                (e.project_id, key.clone()),
+                (request.clone(), e.id, expires),
+            );
+        }
+        Ok(Created::New { burst_remaining })
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .lock()
+            .records
+            .get(&id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(e, _)| e.clone()))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let now = now_ms();
+        let inner = self.lock();
+        let mut page = Page::default();
+        let Some(index) = inner.indexes.get(&(query.project_id, query.workflow_id)) else {
+            return Ok(page);
+        };
+        let upper = query.after.unwrap_or(Uuid::max());
+        let candidates = index
+            .range(..upper)
+            .rev()
+            .filter_map(|id| inner.records.get(id))
+            .filter(|(e, expires)| *expires > now && query.status.is_none_or(|s| s == e.status));
+        for (execution, _) in candidates {
+            if page.executions.len() == query.limit {
+                page.after = page.executions.last().map(|e| e.id);
+                break;
+            }
+            let mut listed = execution.clone();
+            listed.events.clear();
+            page.executions.push(listed);
+        }
+        Ok(page)
+    }
+
+    async fn set_status(&self, id: Uuid, to: Status, now: i64) -> Result<Transition, StoreError> {
+        let wall = now_ms();
+        let mut inner = self.lock();
+        let Some((execution, _)) = inner.records.get_mut(&id).filter(|(_, x)| *x > wall) else {
+            return Ok(Transition::NotFound);
+        };
+        let from = execution.status;
+        if !from.can_become(to) {
+            return Ok(Transition::Invalid { from });
+        }
+        execution.status = to;
+        execution.updated_at = now;
+        execution.events.push(events::status_changed(from, to, now));
+        Ok(Transition::Done(execution.clone()))
+    }
+
+    async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self
+            .lock()
+            .dispatch
+            .get(&shard)
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
+        if let Some((execution, _)) = self.lock().records.get_mut(&id) {
+            execution.events.push(event.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Dispatch entries whose executions expired (the memory store's XTRIM).
+    async fn trim_streams(&self, now: i64) -> Result<u64, StoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let records = &inner.records;
+        let mut trimmed = 0;
+        for queue in inner.dispatch.values_mut() {
+            let before = queue.len();
+            queue.retain(|id| records.get(id).is_some_and(|(_, expires)| *expires > now));
+            trimmed += (before - queue.len()) as u64;
+        }
+        inner.leases.retain(|id, _| records.contains_key(id));
+        Ok(trimmed)
+    }
+}

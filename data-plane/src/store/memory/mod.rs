@@ -1,0 +1,174 @@
+//! The in-process store selected by `--redis-url memory`: for `switchboard dev` only (one
+//! node, nothing survives a restart). Same behaviour as the Redis store, including
+//! retention, the idempotency window and burst counters; one mutex makes every operation
+//! atomic. This file holds the state and its sweep; `executions`, `claims` and
+//! `conversations` the operations on it.
+
+mod claims;
+mod conversations;
+mod executions;
+
+use super::conversations::{Conversation, MessageState};
+use super::keys::shard_of_project;
+use super::{Backend, Execution, Kind, NewExecution, Status, StoreError};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often expired entries are swept (lookups ignore them in between).
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<Uuid, (Execution, i64)>,
+    indexes: HashMap<(Uuid, Uuid), BTreeSet<Uuid>>,
+    dispatch: HashMap<u8, VecDeque<Uuid>>,
+    /// Deliveries to runners: tracking id → lease.
+    leases: HashMap<Uuid, Lease>,
+    /// Messages for executions a runner holds: runner → (execution, message JSON).
+    runner_messages: HashMap<String, VecDeque<(Uuid, String)>>,
+    /// (project, key hash) → (request hash, tracking id, expires at).
+    idempotency: HashMap<(Uuid, String), (String, Uuid, i64)>,
+    /// (api key, workflow, unix second) → count.
+    burst: HashMap<(Uuid, Uuid, i64), u32>,
+    swept_at: i64,
+    /// WhatsApp state (see `conversations`).
+    whatsapp: WhatsApp,
+}
+
+#[derive(Default)]
+pub(super) struct MemoryStore {
+    inner: Mutex<Inner>,
+    retention_ms: i64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    pub(super) fn new(retention: Duration) -> Self {
+        Self {
+            inner: Mutex::default(),
+            retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave half an operation behind (every
+        // operation checks before it writes), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryStore {
+    fn kind(&self) -> Kind {
+        Kind::Memory
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Writes a new pending execution: record, workflow index, dispatch queue.
+    fn insert(
+        &mut self,
+        e: &NewExecution,
+        context: String,
+        conversation_id: Option<String>,
+        now: i64,
+        retention_ms: i64,
+    ) {
+        let execution = Execution {
+            id: e.id,
+            project_id: e.project_id,
+            workflow_id: e.workflow_id,
+            status: Status::Pending,
+            trigger_type: e.trigger_type,
+            test: e.test,
+            observer_mode: e.observer_mode,
+            conversation_id,
+            created_at: e.created_at,
+            updated_at: e.created_at,
+            context,
+            last_user_input: None,
+            events: Vec::new(),
+        };
+        self.records
+            .insert(e.id, (execution, now.saturating_add(retention_ms)));
+        self.indexes
+            .entry((e.project_id, e.workflow_id))
+            .or_default()
+            .insert(e.id);
+        self.dispatch
+            .entry(shard_of_project(&e.project_id))
+            .or_default()
+            .push_back(e.id);
+    }
+
+    fn sweep(&mut self, now: i64) {
+        if now - self.swept_at < SWEEP_EVERY_MS {
+            return;
+        }
+        self.swept_at = now;
+        self.records.retain(|_, (_, expires)| *expires > now);
+        let records = &self.records;
+        for index in self.indexes.values_mut() {
+            index.retain(|id| records.contains_key(id));
+        }
+        self.indexes.retain(|_, index| !index.is_empty());
+        self.idempotency.retain(|_, (_, _, expires)| *expires > now);
+        let second = now / 1000;
+        self.burst.retain(|(_, _, s), _| *s >= second - 1);
+        self.whatsapp.sweep(now);
+    }
+}
+
+/// A delivery of an execution to a runner.
+#[derive(Clone, Debug, Default)]
+struct Lease {
+    runner: String,
+    /// Unix ms; `None` once acked.
+    until: Option<i64>,
+    attempts: u32,
+}
+
+/// An outbound message: its state, the rank of its status, the statuses seen, expiry.
+type Outbound = (MessageState, u8, HashSet<&'static str>, i64);
+
+#[derive(Default)]
+struct WhatsApp {
+    /// (project, message id) → expires at.
+    seen: HashMap<(Uuid, String), i64>,
+    /// id → (conversation, expires at).
+    conversations: HashMap<Uuid, (Conversation, i64)>,
+    /// (config id, wa_id) → the customer's latest conversation.
+    latest: HashMap<(i64, String), Uuid>,
+    /// (project, message id) → (state, rank, statuses seen, expires at).
+    statuses: HashMap<(Uuid, String), Outbound>,
+    /// (conversation, message JSON), oldest first.
+    inbox: HashMap<u8, Vec<(Uuid, String)>>,
+}
+
+impl WhatsApp {
+    fn sweep(&mut self, now: i64) {
+        self.seen.retain(|_, expires| *expires > now);
+        self.conversations.retain(|_, (_, expires)| *expires > now);
+        let conversations = &self.conversations;
+        self.latest.retain(|_, id| conversations.contains_key(id));
+        self.statuses.retain(|_, (_, _, _, expires)| *expires > now);
+    }
+
+    fn live(&self, id: &Uuid, now: i64) -> Option<&Conversation> {
+        self.conversations
+            .get(id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(c, _)| c)
+    }
+}

@@ -1,0 +1,41 @@
+-- Creates an execution when its admission allows it (see `executions.rs`).
+-- KEYS: record, workflow index, dispatch stream, idempotency key, burst counter.
+-- ARGV: id, project, workflow, trigger type, meta, created at, context, retention ms,
+--   request hash ('' without an Idempotency-Key), idempotency window ms, burst limit (0: none),
+--   index trim bound.
+-- Checks idempotency, then the burst limit, then writes the record, index entry, dispatch
+-- entry and idempotency key. Every check precedes the first write, so a refusal writes
+-- nothing (the burst counter of a refused request excepted: it counts attempts).
+-- Returns {0, burst remaining or -1} created, {1, tracking id} replayed, {2} key reused,
+-- {3} rate limited.
+local request = ARGV[9]
+if request ~= '' then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    if space and string.sub(seen, 1, space - 1) == request then
+      return {1, string.sub(seen, space + 1)}
+    end
+    return {2}
+  end
+end
+local remaining = -1
+local limit = tonumber(ARGV[11])
+if limit > 0 then
+  local count = redis.call('INCR', KEYS[5])
+  if count == 1 then redis.call('PEXPIRE', KEYS[5], 2000) end
+  if count > limit then return {3} end
+  remaining = limit - count
+end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'updated', ARGV[6], 'meta', ARGV[5],
+  'context', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', '(' .. ARGV[12])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
+redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'project', ARGV[2], 'workflow', ARGV[3],
+  'trigger_type', ARGV[4])
+if request ~= '' then
+  redis.call('SET', KEYS[4], request .. ' ' .. ARGV[1], 'PX', ARGV[10])
+end
+return {0, remaining}

@@ -1,0 +1,93 @@
+
+-- An inbound message (DESIGN §7 steps 1-4, in order; the seen mark is written last).
+-- KEYS[1]: the message's seen mark. ARGV[6..]: project, config id, wa_id, phone, Meta
+-- phone_number_id, new conversation id, last message, last user input, delivery event,
+-- seen window, the inbox entry (template), then the executions (roles `created`,
+-- `received`, `trigger`). Step 4 follows the rules of `store/rules.rs`, case for case.
+local project = ARGV[6]
+local pointer = base .. 'cn:' .. ARGV[7] .. ':' .. ARGV[8]
+local list = base .. 'cl:' .. project
+local held = redis.call('MGET', KEYS[1], pointer)
+if held[1] then return {0} end
+local roles = roles_at(skip(16))
+local cid = held[2]
+local conv
+if cid then
+  conv = base .. 'c:' .. cid
+  if redis.call('HGET', conv, 'status') ~= 'active' then cid = false end
+end
+local created = 0
+if cid then
+  redis.call('HSET', conv, 'last', now, 'lm', ARGV[12])
+  redis.call('PEXPIRE', pointer, retention)
+else
+  -- A new conversation: written whole, in one command.
+  cid = ARGV[11]
+  created = 1
+  conv = base .. 'c:' .. cid
+  local fields = {'project', project, 'number', ARGV[7], 'pnid', ARGV[10], 'phone', ARGV[9],
+    'status', 'active', 'created', now, 'last', now, 'lm', ARGV[12]}
+  if roles.trigger then
+    -- Nothing runs in a new conversation: the message trigger's execution will be its own.
+    fields[#fields + 1] = 'exec'
+    fields[#fields + 1] = ARGV[roles.trigger + 1]
+  end
+  redis.call('HSET', conv, unpack(fields))
+  redis.call('SET', pointer, cid, 'PX', retention)
+  if sometimes(cid) then
+    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
+  end
+end
+redis.call('PEXPIRE', conv, retention)
+redis.call('ZADD', base .. 'ca', now, cid)
+redis.call('ZADD', list, now, cid)
+redis.call('PEXPIRE', list, retention)
+local id_json, status_json = '"' .. cid .. '"', '"active"'
+local started = {}
+if created == 1 and roles.created then
+  table.insert(started, create(roles.created, id_json, status_json, project))
+end
+if roles.received then
+  table.insert(started, create(roles.received, id_json, status_json, project))
+end
+-- Step 4, the rules of `store/rules.rs`, first match wins. A conversation just created has
+-- no execution yet.
+local route, target = 'inbox', ''
+local current = created == 0 and redis.call('HGET', conv, 'exec')
+if current then
+  local record = base .. 'e:' .. current
+  local held = redis.call('HMGET', record, 'status', 'runner')
+  local status = held[1]
+  if status == 'handoff' then
+    -- (a) a human has the conversation.
+    route, target = 'handoff', current
+  elseif status == 'pending' or status == 'running' or status == 'waiting' then
+    -- (b) delivered to the conversation's execution.
+    route, target = 'delivered', current
+    redis.call('HSET', record, 'input', ARGV[13])
+    local events = base .. 'ev:' .. current
+    redis.call('RPUSH', events, ARGV[14])
+    local ttl = redis.call('PTTL', record)
+    if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+    if held[2] then
+      -- Claimed: the runner that holds it gets the message too.
+      redis.call('XADD', base .. 'r:' .. held[2], 'MAXLEN', '~', 10000, '*', 'id', current,
+        'message', ARGV[14])
+    end
+  end
+end
+if route == 'inbox' then
+  if roles.trigger then
+    -- (c) the number's message trigger starts a new execution.
+    target = create(roles.trigger, id_json, status_json, project)
+    table.insert(started, target)
+    route = 'started'
+    if created == 0 then redis.call('HSET', conv, 'exec', target) end
+  else
+    -- (d) the agent inbox.
+    redis.call('XADD', base .. 'inbox', '*', 'conversation', cid, 'project', project,
+      'message', (assemble(16, id_json, status_json)))
+  end
+end
+redis.call('SET', KEYS[1], cid, 'PX', ARGV[15])
+return {1, cid, created, route, target, unpack(started)}

@@ -1,0 +1,54 @@
+-- Shared by the WhatsApp scripts (message, status, end; see `conversations.rs`).
+-- ARGV[1..5]: shard base, now, retention, index trim bound, placeholder token (for
+-- diagnostics: templates arrive already split at it). Executions to start follow at
+-- `first`: their count, then per execution role, id, workflow, trigger type, and meta and
+-- context as templates.
+local base, now, retention, trim = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- A template (see `Placeholder::template`) at ARGV[o], joined with the chosen values;
+-- returns it and the offset after it.
+local function assemble(o, id, status)
+  local n = tonumber(ARGV[o])
+  if n == 1 then return ARGV[o + 1], o + 2 end
+  local parts = {}
+  for i = 1, n do
+    parts[#parts + 1] = ARGV[o + 2 * i - 1]
+    if i < n then
+      if ARGV[o + 2 * i] == 'i' then parts[#parts + 1] = id else parts[#parts + 1] = status end
+    end
+  end
+  return table.concat(parts), o + 2 * n
+end
+-- True for one id in 16 (a random hex digit of a UUIDv7): expired entries of indexes are
+-- trimmed that often rather than on every write.
+local function sometimes(id)
+  return string.sub(id, 33, 33) == '0'
+end
+local function skip(o)
+  return o + 2 * tonumber(ARGV[o])
+end
+-- Offsets of the executions at ARGV[first], by role.
+local function roles_at(first)
+  local roles = {}
+  local o = first + 1
+  for i = 1, tonumber(ARGV[first]) do
+    roles[ARGV[o]] = o
+    o = skip(skip(o + 4))
+  end
+  return roles
+end
+local function create(o, id_json, status_json, project)
+  local id, workflow = ARGV[o + 1], ARGV[o + 2]
+  local meta, next = assemble(o + 4, id_json, status_json)
+  local context = assemble(next, id_json, status_json)
+  local record = base .. 'e:' .. id
+  redis.call('HSET', record, 'status', 'pending', 'updated', now, 'meta', meta,
+    'context', context)
+  redis.call('PEXPIRE', record, retention)
+  local index = base .. 'w:' .. workflow
+  redis.call('ZADD', index, 0, id)
+  if sometimes(id) then redis.call('ZREMRANGEBYLEX', index, '-', '(' .. trim) end
+  redis.call('PEXPIRE', index, retention)
+  redis.call('XADD', base .. 'dispatch', '*', 'id', id, 'project', project,
+    'workflow', workflow, 'trigger_type', ARGV[o + 3])
+  return id
+end

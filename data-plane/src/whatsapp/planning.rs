@@ -1,0 +1,238 @@
+//! Planning: what the store needs to apply an update, decided from the routing table before
+//! anything is written — the number's project, the executions the update may start (event
+//! triggers, the message trigger) with their contexts, and the texts the store writes
+//! (last message, delivery event, inbox entry). Which of them happen is the store's
+//! decision, in the same atomic step (`store::rules`).
+
+use super::context::{self, Common, ConversationRef, EventMessage};
+use super::payload;
+use crate::observer;
+use crate::routing::{Number, RoutingTable};
+use crate::store::conversations::{
+    Conversation, EndConversation, InboundMessage, InboundStatus, Placeholder,
+};
+use crate::store::events::{self, MessageSummary};
+use crate::store::{NewExecution, keys};
+use serde_json::json;
+use switchboard_proto::wire::{EventType, TriggerType};
+use uuid::Uuid;
+
+/// A new execution of a WhatsApp trigger of `number`'s project: a tracking id, the
+/// context `context` builds for it, the mode of its trigger type.
+fn execution(
+    number: &Number,
+    workflow_id: Uuid,
+    trigger_type: TriggerType,
+    customer: (&str, ConversationRef<'_>),
+    at: i64,
+    context: impl FnOnce(&Common<'_>) -> String,
+) -> NewExecution {
+    let (phone_number, conversation) = customer;
+    let tracking_id = keys::new_tracking_id(&number.project_id);
+    let common = Common {
+        tracking_id,
+        workflow_id,
+        whatsapp_config_id: number.whatsapp_config_id,
+        phone_number,
+        conversation,
+        test: false,
+    };
+    NewExecution {
+        id: tracking_id,
+        project_id: number.project_id,
+        workflow_id,
+        trigger_type,
+        test: false,
+        observer_mode: observer::of(trigger_type).observer_mode,
+        conversation_id: Some(conversation.id_string()),
+        context: context(&common),
+        created_at: at,
+    }
+}
+
+/// The observer execution of the event trigger for `event` on `number`, if one listens.
+fn on_event(
+    table: &RoutingTable,
+    number: &Number,
+    event: EventType,
+    customer: (&str, ConversationRef<'_>),
+    at: i64,
+    context: impl FnOnce(&Common<'_>) -> String,
+) -> Option<NewExecution> {
+    let trigger = table.event_trigger(event, number)?;
+    Some(execution(
+        number,
+        trigger.workflow_id,
+        TriggerType::WhatsappEvent,
+        customer,
+        at,
+        context,
+    ))
+}
+
+/// An entry of the agent inbox.
+#[derive(serde::Serialize)]
+struct InboxEntry<'a> {
+    conversation_id: &'a str,
+    project_id: Uuid,
+    phone_number_id: &'a str,
+    phone_number: &'a str,
+    contact_name: Option<&'a str>,
+    message: &'a MessageSummary<'a>,
+    at: i64,
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Everything the store needs to apply an inbound message.
+pub(super) fn message(
+    table: &RoutingTable,
+    number: &Number,
+    m: &payload::Message<'_>,
+    at: i64,
+) -> InboundMessage {
+    let placeholder = Placeholder::new();
+    let phone_number = format!("+{}", m.from);
+    let customer = (
+        phone_number.as_str(),
+        ConversationRef::Pending(&placeholder),
+    );
+    let message = EventMessage {
+        id: &m.id,
+        kind: Some(&m.kind),
+        status: "received",
+        text: (!m.text.is_empty()).then_some(m.text.as_str()),
+    };
+    let event = |event: EventType, with_message: bool| {
+        on_event(table, number, event, customer, at, |common| {
+            let payload = context::payload(m.raw.get(), m.metadata.raw.get());
+            context::whatsapp_event(common, event, payload, with_message.then_some(&message))
+        })
+    };
+    let on_created = event(EventType::ConversationCreated, false);
+    let on_received = event(EventType::MessageReceived, true);
+    let trigger = table
+        .message_trigger(number.whatsapp_config_id)
+        .map(|trigger| {
+            execution(
+                number,
+                trigger.workflow_id,
+                TriggerType::InboundMessage,
+                customer,
+                at,
+                |common| context::inbound_message(common, m.contact_name.as_deref(), &m.text),
+            )
+        });
+    let summary = MessageSummary {
+        id: &m.id,
+        kind: &m.kind,
+        text: &m.text,
+    };
+    let inbox = to_json(&InboxEntry {
+        conversation_id: placeholder.id(),
+        project_id: number.project_id,
+        phone_number_id: m.metadata.phone_number_id,
+        phone_number: &phone_number,
+        contact_name: m.contact_name.as_deref(),
+        message: &summary,
+        at,
+    });
+    InboundMessage {
+        project_id: number.project_id,
+        whatsapp_config_id: number.whatsapp_config_id,
+        phone_number_id: m.metadata.phone_number_id.to_owned(),
+        customer: m.from.clone().into_owned(),
+        message_id: m.id.clone().into_owned(),
+        last_message: to_json(&summary),
+        last_user_input: m.text.clone(),
+        at,
+        new_conversation: keys::new_tracking_id(&number.project_id),
+        on_created,
+        on_received,
+        trigger,
+        delivery: events::message_received(&summary, at),
+        inbox,
+        placeholder,
+    }
+}
+
+/// Everything the store needs to apply a status of an outbound message.
+pub(super) fn status(
+    table: &RoutingTable,
+    number: &Number,
+    s: &payload::Status<'_>,
+    at: i64,
+) -> InboundStatus {
+    let placeholder = Placeholder::new();
+    let event = s.status.event_type();
+    let phone_number = format!("+{}", s.recipient);
+    let customer = (
+        phone_number.as_str(),
+        ConversationRef::Pending(&placeholder),
+    );
+    let on_status = on_event(table, number, event, customer, at, |common| {
+        let message = EventMessage {
+            id: &s.id,
+            kind: None,
+            status: s.status.as_str(),
+            text: None,
+        };
+        let payload = context::payload(s.raw.get(), s.metadata.raw.get());
+        context::whatsapp_event(common, event, payload, Some(&message))
+    });
+    InboundStatus {
+        project_id: number.project_id,
+        whatsapp_config_id: number.whatsapp_config_id,
+        phone_number_id: s.metadata.phone_number_id.to_owned(),
+        customer: s.recipient.clone().into_owned(),
+        message_id: s.id.clone().into_owned(),
+        status: s.status.as_str(),
+        rank: s.status.rank(),
+        at,
+        placeholder,
+        on_status,
+    }
+}
+
+/// Ending a conversation, with its `whatsapp.conversation.ended` execution when a trigger
+/// listens.
+pub(super) fn end(
+    table: &RoutingTable,
+    conversation: &Conversation,
+    at: i64,
+    reason: &'static str,
+    expected_last_active: Option<i64>,
+) -> EndConversation {
+    let event = EventType::ConversationEnded;
+    let ended = ConversationRef::Known {
+        id: conversation.id,
+        status: "ended",
+    };
+    let on_ended = table
+        .number_by_config_id(conversation.whatsapp_config_id)
+        .filter(|n| n.project_id == conversation.project_id)
+        .and_then(|number| {
+            let customer = (conversation.phone_number.as_str(), ended);
+            on_event(table, number, event, customer, at, |common| {
+                let payload = json!({
+                    "reason": reason,
+                    "conversation_id": conversation.id.to_string(),
+                    "last_active_at": crate::time::rfc3339_ms(conversation.last_active_at),
+                    "metadata": {
+                        "phone_number_id": &conversation.phone_number_id,
+                        "display_phone_number": &*number.display_phone_number,
+                    },
+                });
+                context::whatsapp_event(common, event, payload, None)
+            })
+        });
+    EndConversation {
+        id: conversation.id,
+        at,
+        reason,
+        expected_last_active,
+        on_ended,
+    }
+}
