@@ -206,3 +206,15 @@ impl WhatsApp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RULES;
+
+    #[test]
+    fn route_counters_are_indexed_by_rule() {
+        for (i, rule) in RULES.into_iter().enumerate() {
+            assert_eq!(rule as usize, i, "{rule:?}");
+        }
+    }
+}

@@ -242,6 +242,53 @@ async fn cli_exits_1_with_the_server_message_when_refused() -> anyhow::Result<()
     Ok(())
 }
 
+/// The control plane refuses a `phone_number_id` no data plane could route (the rule of
+/// `wire::is_phone_number_id`), naming the field; one with a leading zero is accepted (that
+/// it routes is `webhooks::numbers_route_exactly_as_the_control_plane_accepted_them`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_refuses_a_phone_number_id_no_data_plane_could_route() -> anyhow::Result<()> {
+    let (_db, _cp, cli) = boot().await?;
+    let p = id(&cli.json(&["projects", "create", "--name", "acme"]).await?);
+    let create = |pnid: &'static str| {
+        let p = p.clone();
+        let cli = &cli;
+        async move {
+            cli.run(&[
+                "numbers",
+                "create",
+                "--project",
+                &p,
+                "--phone-number-id",
+                pnid,
+                "--display-phone-number",
+                "+15550000001",
+            ])
+            .await
+        }
+    };
+    for refused in [
+        "106540352242922106540",
+        "10654035224292a",
+        "+106540352242922",
+    ] {
+        let out = create(refused).await?;
+        assert_eq!(out.status.code(), Some(1), "{refused}");
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(
+            stderr.contains("phone_number_id") && stderr.contains("1-20 digits"),
+            "{refused}: {stderr}"
+        );
+    }
+    let out = create("0106540352242922").await?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_exits_2_on_usage_errors() -> anyhow::Result<()> {
     let (_db, _cp, cli) = boot().await?;

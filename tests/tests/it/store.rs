@@ -2,8 +2,11 @@
 //! in-process memory store alike: both must behave the same.
 
 use std::time::Duration;
+use switchboard_data_plane::store::conversations::{
+    Apply, InboundMessage, MessageOutcome, Placeholder, Route,
+};
 use switchboard_data_plane::store::{
-    Admission, Created, ListQuery, NewExecution, Status, Store, Transition, keys,
+    Admission, Applied, Created, ListQuery, NewExecution, Status, Store, Transition, keys, rules,
 };
 use switchboard_proto::wire::TriggerType;
 use switchboard_tests::TestRedis;
@@ -32,6 +35,7 @@ both_stores!(
     status_changes_follow_the_table_and_are_recorded,
     lists_are_newest_first_paged_filtered_and_per_workflow,
     records_expire_after_the_retention,
+    inbound_messages_follow_the_routing_rules_case_by_case,
 );
 
 enum Kind<'a> {
@@ -352,5 +356,89 @@ async fn records_expire_after_the_retention(kind: Kind<'_>) -> anyhow::Result<()
     assert_eq!(store.dispatched(shard).await?, [e.id, young.id]);
     assert_eq!(store.trim_streams(now_ms()).await?, 1);
     assert_eq!(store.dispatched(shard).await?, [young.id]);
+    Ok(())
+}
+
+/// An inbound message from `customer` to number 1 of `project`, with the message trigger's
+/// execution of `workflow` when `trigger`.
+fn inbound(project: Uuid, workflow: Uuid, customer: &str, trigger: bool) -> InboundMessage {
+    let at = now_ms();
+    let placeholder = Placeholder::new();
+    let conversation = Some(placeholder.id().to_owned());
+    InboundMessage {
+        project_id: project,
+        whatsapp_config_id: 1,
+        phone_number_id: "106540352242922".into(),
+        customer: customer.into(),
+        message_id: format!("wamid.{}", Uuid::now_v7()),
+        last_message: r#"{"id":"m","type":"text","text":"hi"}"#.into(),
+        last_user_input: "hi".into(),
+        at,
+        new_conversation: keys::new_tracking_id(&project),
+        on_created: None,
+        on_received: None,
+        trigger: trigger.then(|| NewExecution {
+            trigger_type: TriggerType::InboundMessage,
+            conversation_id: conversation,
+            ..execution(project, workflow, at)
+        }),
+        delivery: r#"{"type":"message_received"}"#.into(),
+        inbox: format!(r#"{{"conversation_id":"{}"}}"#, placeholder.id()),
+        placeholder,
+    }
+}
+
+async fn route_of(store: &Store, message: &InboundMessage) -> anyhow::Result<Route> {
+    match store.apply(&[Apply::Message(message)]).await?.as_slice() {
+        [Applied::Message(MessageOutcome::Applied { route, .. })] => Ok(*route),
+        other => anyhow::bail!("applied as {other:?}"),
+    }
+}
+
+/// DESIGN §7 step 4, one table of cases: the conversation's execution in each status (or
+/// none), with and without a message trigger. Both stores must route as `rules::route`.
+async fn inbound_messages_follow_the_routing_rules_case_by_case(
+    kind: Kind<'_>,
+) -> anyhow::Result<()> {
+    use Status::*;
+    let store = open(&kind, Duration::from_secs(3600))?;
+    // The statuses a conversation's execution is brought to, and how.
+    let cases: [(Option<Status>, &[Status]); 7] = [
+        (None, &[]),
+        (Some(Pending), &[]),
+        (Some(Running), &[Running]),
+        (Some(Waiting), &[Running, Waiting]),
+        (Some(Handoff), &[Running, Handoff]),
+        (Some(Ended), &[Ended]),
+        (Some(Failed), &[Running, Failed]),
+    ];
+    for (status, path) in cases {
+        for trigger in [false, true] {
+            let (project, workflow) = (Uuid::now_v7(), Uuid::now_v7());
+            let customer = format!("1555{:08}", Uuid::now_v7().as_u128() % 100_000_000);
+            let case = format!("execution {status:?}, message trigger {trigger}");
+            let message = match status {
+                None => inbound(project, workflow, &customer, trigger),
+                Some(_) => {
+                    // A first message starts the conversation's execution...
+                    let first = inbound(project, workflow, &customer, true);
+                    let Route::Started(execution) = route_of(&store, &first).await? else {
+                        anyhow::bail!("{case}: the first message started nothing");
+                    };
+                    // ...which is brought to the case's status.
+                    for to in path {
+                        let moved = store.set_status(execution, *to, now_ms()).await?;
+                        anyhow::ensure!(matches!(moved, Transition::Done(_)), "{case}: {moved:?}");
+                    }
+                    inbound(project, workflow, &customer, trigger)
+                }
+            };
+            let route = route_of(&store, &message).await?;
+            assert_eq!(route.rule(), rules::route(status, trigger), "{case}");
+            if let Route::Started(id) = route {
+                assert_eq!(Some(id), message.trigger.as_ref().map(|e| e.id), "{case}");
+            }
+        }
+    }
     Ok(())
 }

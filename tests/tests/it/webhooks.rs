@@ -19,6 +19,7 @@ switchboard_tests::both_stores!(
     bad_signatures_and_bodies_are_refused_and_record_nothing,
     conversations_end_by_inactivity_and_by_patch_firing_ended_once,
     conversations_are_listed_filtered_paged_and_scoped,
+    numbers_route_exactly_as_the_control_plane_accepted_them,
 );
 
 /// The one message route of a webhook answer.
@@ -752,5 +753,32 @@ async fn redis_down_answers_503_and_metas_retry_completes_once() -> anyhow::Resu
     );
     let list = api.list(&intake.id, &tenant.key, "").await?;
     assert_eq!(list.body["data"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+/// Whatever `phone_number_id` the control plane accepts routes on the data plane, as the
+/// text it is: a leading zero is kept (`0…` and the same digits without it are two
+/// numbers), and the longest id is not cut. Both planes apply `wire::is_phone_number_id`.
+async fn numbers_route_exactly_as_the_control_plane_accepted_them(
+    redis: bool,
+) -> anyhow::Result<()> {
+    let mut s = Stack::start(redis).await?;
+    let project = s.tenant.project_id.clone();
+    for pnid in ["0106540352242922", "98765432109876543210"] {
+        s.admin.number(&project, pnid, false).await?;
+        let (workflow, _) = s
+            .workflow(&format!("on-{pnid}"), "inbound_message", Some(pnid), None)
+            .await?;
+        let body = text_message(pnid, "15551230001", &format!("wamid.{pnid}"), "hello");
+        let answer = s.post(&body).await?;
+        let (r, _, execution) = route(&answer);
+        assert_eq!(r, "trigger", "{pnid}: {answer}");
+        let e = s.execution(&execution.unwrap_or_default()).await?;
+        assert_eq!(e["workflow_id"], workflow.as_str(), "{pnid}");
+    }
+    // The same digits without the zero are no number of this installation.
+    let body = text_message("106540352242922", "15551230001", "wamid.nozero", "hello");
+    let answer = s.post(&body).await?;
+    assert_eq!(answer["ignored"], 1, "{answer}");
     Ok(())
 }
