@@ -1,8 +1,9 @@
 //! Request metrics of the HTTP port: count and latency by route template, method and
-//! status. A tower layer with its own future (no boxed future and no service clone per
-//! request, as `axum::middleware::from_fn` costs); each thread registers the metric handles
-//! of a label set once and keeps them, so a request costs a thread-local lookup and two
-//! metric updates — no lock, no shared reference count.
+//! status, for every request (the API trigger's direct way included). Tower layers with
+//! their own futures (no boxed future and no service clone per request, as
+//! `axum::middleware::from_fn` costs); each thread registers the metric handles of a label
+//! set once and keeps them, so a request costs a thread-local lookup and two metric
+//! updates — no lock, no shared reference count.
 
 use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response};
@@ -41,8 +42,8 @@ thread_local! {
     static HANDLES: RefCell<HashMap<u64, (Counter, Histogram)>> = RefCell::new(HashMap::new());
 }
 
-/// Counts and times one request (also called by [`super::serve`]'s direct way).
-pub(super) fn record(route: &str, method: &str, status: u16, seconds: f64) {
+/// Counts and times one request.
+fn record(route: &str, method: &str, status: u16, seconds: f64) {
     let key = foldhash::quality::FixedState::with_seed(0x5b).hash_one((route, method, status));
     HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();
@@ -62,7 +63,26 @@ pub(super) fn record(route: &str, method: &str, status: u16, seconds: f64) {
     });
 }
 
-/// Counts and times every request of the routes it wraps.
+/// The route a response answered, as its metrics label: the router's template, or the
+/// name the dispatcher gave the API trigger. Put on the response by [`ExposeRoute`] (inside
+/// the router) or by the dispatcher; read by [`RequestMetrics`] (outside both).
+#[derive(Clone, Debug)]
+pub(super) enum RouteLabel {
+    Template(MatchedPath),
+    Static(&'static str),
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        match self {
+            RouteLabel::Template(path) => path.as_str(),
+            RouteLabel::Static(name) => name,
+        }
+    }
+}
+
+/// Counts and times every request, by the [`RouteLabel`] its response carries
+/// (`unmatched` without one).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestMetrics;
 
@@ -92,12 +112,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // A reference-counted copy of the template, not a new string.
-        let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         Timed {
             inner: self.inner.call(request),
-            route,
             method,
             started: Instant::now(),
         }
@@ -109,7 +126,6 @@ pin_project! {
     pub struct Timed<F> {
         #[pin]
         inner: F,
-        route: Option<MatchedPath>,
         method: Method,
         started: Instant,
     }
@@ -125,12 +141,81 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
+            let route = response.extensions().get::<RouteLabel>();
             record(
-                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                route.map_or("unmatched", RouteLabel::as_str),
                 this.method.as_str(),
                 response.status().as_u16(),
                 this.started.elapsed().as_secs_f64(),
             );
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Inside the router: puts the matched route's template on the response as its
+/// [`RouteLabel`]. The router's only layer; every other layer of the port wraps the whole
+/// dispatch (`super::layers`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExposeRoute;
+
+impl<S> tower::Layer<S> for ExposeRoute {
+    type Service = Exposing<S>;
+
+    fn layer(&self, inner: S) -> Exposing<S> {
+        Exposing { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Exposing<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for Exposing<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Labelled<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // A reference-counted copy of the template, not a new string.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        Labelled {
+            inner: self.inner.call(request),
+            route,
+        }
+    }
+}
+
+pin_project! {
+    /// A routed request's response, labelled with its route when it is ready.
+    pub struct Labelled<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, R, E> Future for Labelled<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(route)) = (&mut result, this.route.take()) {
+            response
+                .extensions_mut()
+                .insert(RouteLabel::Template(route));
         }
         Poll::Ready(result)
     }

@@ -22,7 +22,7 @@ pub struct PlatformState {
     pub trust_forwarded_for: bool,
 }
 
-/// The API trigger's route; [`super::serve`] also answers it without the router.
+/// The API trigger's route; `App::dispatch` also answers it without the router.
 pub const START_ROUTE: &str = "/platform/v1/workflows/{workflow_id}/executions";
 
 /// The state is shared, so that handing it to a request is one reference count, not one

@@ -84,7 +84,9 @@ async fn bad_flags_exit_with_one_line_naming_the_flag() -> anyhow::Result<()> {
 }
 
 /// The data-plane process counts and times requests by route template, method and status
-/// (requests to no route count as `unmatched`).
+/// (requests to no route count as `unmatched`). The API trigger, answered without the
+/// router, goes through the same layers as every route: counted alike, and given a request
+/// id alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()> {
     use switchboard_tests::bench::{data_plane_command, free_port, wait_http};
@@ -113,11 +115,30 @@ async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()
             .send()
             .await?;
         assert_eq!(reply.status(), 401);
+        assert!(reply.headers().contains_key("x-request-id"));
     }
-    assert_eq!(
-        client.get(format!("{base}/nowhere")).send().await?.status(),
-        404
-    );
+    let unmatched = client.get(format!("{base}/nowhere")).send().await?;
+    assert_eq!(unmatched.status(), 404);
+    assert!(unmatched.headers().contains_key("x-request-id"));
+    // A caller's request id is kept, on the direct way and through the router.
+    for (method, path) in [
+        (
+            reqwest::Method::POST,
+            "/platform/v1/workflows/01a214e0-0000-7000-8000-00000000000b/executions",
+        ),
+        (reqwest::Method::GET, "/readyz"),
+    ] {
+        let reply = client
+            .request(method, format!("{base}{path}"))
+            .header("x-request-id", "req-42")
+            .send()
+            .await?;
+        assert_eq!(
+            reply.headers().get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"req-42"[..]),
+            "{path}"
+        );
+    }
 
     let text = client
         .get(format!("{base}/metrics"))
@@ -135,7 +156,7 @@ async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()
         count(
             r#"route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401""#
         ),
-        Some(2.0),
+        Some(3.0),
         "{text}"
     );
     assert_eq!(
@@ -148,12 +169,12 @@ async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()
         "{text}"
     );
     assert!(
-        text.contains(r#"switchboard_http_request_duration_seconds_count{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401"} 2"#),
+        text.contains(r#"switchboard_http_request_duration_seconds_count{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401"} 3"#),
         "{text}"
     );
     // A histogram (its buckets add up across nodes), every request within the last bucket.
     assert!(
-        text.contains(r#"switchboard_http_request_duration_seconds_bucket{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401",le="10"} 2"#),
+        text.contains(r#"switchboard_http_request_duration_seconds_bucket{route="/platform/v1/workflows/{workflow_id}/executions",method="POST",status="401",le="10"} 3"#),
         "{text}"
     );
     dp.kill().await?;
