@@ -116,8 +116,7 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         switchboard_control_plane::metrics_handle().map_err(|e| Failure::Refused(e.to_string()))?;
     let control_plane = tokio::spawn(switchboard_control_plane::run(
         config,
-        grpc,
-        http,
+        switchboard_control_plane::Listeners { http, grpc },
         stopped(stop_rx.clone()),
     ));
 
@@ -148,8 +147,10 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
     };
     let data_plane = tokio::spawn(switchboard_data_plane::run(
         data_plane_config,
-        data_plane_http,
-        data_plane_grpc,
+        switchboard_data_plane::Listeners {
+            http: data_plane_http,
+            grpc: data_plane_grpc,
+        },
         std::sync::Arc::new(switchboard_data_plane::routing::RoutingSlot::default()),
         Some(metrics),
         stopped(stop_rx),

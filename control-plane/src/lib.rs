@@ -10,10 +10,13 @@ mod auth;
 pub mod catalog;
 pub mod config;
 pub mod db;
+mod error;
 mod http;
 pub mod routing;
 
 pub use config::{Config, MigrateConfig};
+pub use error::Error;
+pub use switchboard_proto::service::Listeners;
 
 /// How often each replica polls the routing version for changes made through other
 /// replicas on the same database (see docs/operations.md).
@@ -22,27 +25,9 @@ pub const ROUTING_POLL: std::time::Duration = std::time::Duration::from_millis(2
 use std::future::Future;
 use std::sync::OnceLock;
 use switchboard_migrations::{Migrator, MigratorTrait};
+use switchboard_proto::service::Tasks;
 use switchboard_proto::v1::trigger_admin_server::TriggerAdminServer;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
-
-/// Why the control plane could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("HTTP server: {0}")]
-    Http(#[from] std::io::Error),
-    #[error("metrics recorder: {0}")]
-    Metrics(String),
-    #[error("routing: {0}")]
-    Routing(String),
-}
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle, Error> {
@@ -72,12 +57,12 @@ pub async fn migrate(db: &sea_orm::DatabaseConnection) -> Result<Vec<String>, Er
     Ok(pending)
 }
 
-/// Runs the control plane on the given listeners until `shutdown` completes, then stops
-/// accepting, finishes in-flight calls and returns.
+/// Runs the control plane on `listeners` until `shutdown` completes, then stops accepting,
+/// finishes in-flight calls and returns; or until one of its tasks fails (the error names
+/// it).
 pub async fn run(
     config: Config,
-    grpc: TcpListener,
-    http: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let db = db::connect(&config.database_url).await?;
@@ -89,17 +74,10 @@ pub async fn run(
     }
     let catalog = catalog::Catalog::new(db);
     let metrics = metrics_handle()?;
+    let mut tasks = Tasks::default();
+    let Listeners { http, grpc } = listeners;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let published = routing::publisher::start(catalog.clone(), ROUTING_POLL, stop_rx.clone())
+    let published = routing::publisher::start(catalog.clone(), ROUTING_POLL, &mut tasks)
         .await
         .map_err(|e| match e {
             catalog::Error::Database(db) => Error::Database(db),
@@ -131,23 +109,24 @@ pub async fn run(
     let http_addr = http.local_addr()?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "control plane listening");
 
-    let http_server = axum::serve(http, http::router(catalog, metrics))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(admin)
-        .add_service(distribution)
-        // Nagle off on accepted connections: HTTP/2 writes an answer in several small
-        // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            stopped(stop_rx),
-        );
-
-    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
-    grpc_result?;
-    http_result?;
+    let http_server =
+        axum::serve(http, http::router(catalog, metrics)).with_graceful_shutdown(tasks.stopped());
+    tasks.spawn("HTTP server", async { http_server.await });
+    tasks.spawn(
+        "gRPC server",
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(admin)
+            .add_service(distribution)
+            // Nagle off on accepted connections: HTTP/2 writes an answer in several small
+            // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                tasks.stopped(),
+            ),
+    );
+    tasks.run(shutdown).await?;
     tracing::info!("control plane stopped");
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard_control_plane::{Config, MigrateConfig, db, migrate, run, shutdown_signal};
+use switchboard_control_plane::{
+    Config, Listeners, MigrateConfig, db, migrate, run, shutdown_signal,
+};
 use tokio::net::TcpListener;
 
 /// Compiling a large catalog allocates and frees a lot at once; mimalloc does that faster
@@ -79,7 +81,7 @@ async fn main_async(command: Command) -> anyhow::Result<()> {
             let http = TcpListener::bind(config.http_listen)
                 .await
                 .with_context(|| format!("--http-listen: cannot bind {}", config.http_listen))?;
-            run(config, grpc, http, shutdown_signal()).await?;
+            run(config, Listeners { http, grpc }, shutdown_signal()).await?;
             Ok(())
         }
     }

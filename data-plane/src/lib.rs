@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+mod error;
 mod grpc;
 mod http;
 pub mod observer;
@@ -21,31 +22,21 @@ pub mod time;
 pub mod whatsapp;
 
 pub use config::Config;
+pub use error::Error;
 pub use http::metrics_recorder;
+pub use switchboard_proto::service::Listeners;
 
 use routing::{RoutingSlot, RoutingTable, Source, snapshot_file};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use store::Store;
+use switchboard_proto::service::Tasks;
 use switchboard_proto::v1::executions_server::ExecutionsServer;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 /// Version reported to the control plane in the routing hello.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("HTTP server: {0}")]
-    Http(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("--redis-url: {0}")]
-    Store(#[from] store::StoreError),
-}
 
 /// Loads the persisted snapshot into `slot` when it holds nothing yet. A damaged snapshot
 /// is reported and ignored.
@@ -67,22 +58,19 @@ pub fn load_persisted(config: &Config, slot: &RoutingSlot) {
     }
 }
 
-/// Runs the data plane until `shutdown` completes. `slot` is passed in so that callers
-/// (tests, `switchboard dev`) can watch the table.
+/// Runs the data plane on `listeners` until `shutdown` completes, or until one of its tasks
+/// fails (the error names it). `slot` is passed in so that callers (tests, `switchboard
+/// dev`) can watch the table.
 pub async fn run(
     config: Config,
-    http: TcpListener,
-    grpc: TcpListener,
+    listeners: Listeners,
     slot: Arc<RoutingSlot>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     load_persisted(&config, &slot);
+    let mut tasks = Tasks::default();
+    let Listeners { http, grpc } = listeners;
 
     let address = http.local_addr()?;
     let follow = routing::sync::Follow {
@@ -96,7 +84,14 @@ pub async fn run(
         state_dir: config.state_dir.clone(),
     };
     tracing::info!(http = %address, node_id = %follow.node_id, "data plane listening");
-    let follower = tokio::spawn(routing::sync::follow(follow, slot.clone(), stop_rx.clone()));
+    let stop = tasks.stop_signal();
+    tasks.spawn("routing follower", {
+        let (slot, stop) = (slot.clone(), stop.clone());
+        async move {
+            routing::sync::follow(follow, slot, stop).await;
+            Ok::<(), Error>(())
+        }
+    });
 
     let store = Store::open(
         &config.redis_url,
@@ -129,41 +124,41 @@ pub async fn run(
         tracing::warn!("no --meta-app-secret: webhook POSTs are refused with 503");
     }
     let lifecycle = whatsapp::Lifecycle::new(slot.clone(), store.clone());
-    let sweeper = tokio::spawn(
-        lifecycle
+    tasks.spawn("conversation sweep", {
+        let sweep = lifecycle
             .clone()
-            .sweep(config.conversation_inactivity, stop_rx.clone()),
-    );
+            .sweep(config.conversation_inactivity, stop.clone());
+        async move {
+            sweep.await;
+            Ok::<(), Error>(())
+        }
+    });
     // Stream entries outlive nothing they point to: trimmed to the retention every minute.
-    {
-        let (store, mut stopped) = (store.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {}
-                    _ = stopped.wait_for(|s| *s) => break,
-                }
-                if let Err(err) = store.trim_streams(time::now_ms()).await {
-                    tracing::warn!(error = %err, "trimming streams failed");
+    tasks.spawn(
+        "stream trim",
+        every(Duration::from_secs(60), stop.clone(), {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                async move {
+                    if let Err(err) = store.trim_streams(time::now_ms()).await {
+                        tracing::warn!(error = %err, "trimming streams failed");
+                    }
                 }
             }
-        });
-    }
+        }),
+    );
     let sender = sends::Sender::new(slot.clone(), store.clone(), &config.graph_api_base);
     let platform = api::Platform::new(slot.clone(), store, lifecycle);
     if let Some(handle) = metrics.clone() {
         // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
-        let mut stopped = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => handle.run_upkeep(),
-                    _ = stopped.wait_for(|s| *s) => break,
-                }
-            }
-        });
+        tasks.spawn(
+            "metrics upkeep",
+            every(Duration::from_secs(5), stop.clone(), move || {
+                handle.run_upkeep();
+                std::future::ready(())
+            }),
+        );
     }
 
     let grpc_addr = grpc.local_addr()?;
@@ -181,16 +176,19 @@ pub async fn run(
         &config.runner_token,
     ));
     tracing::info!(grpc = %grpc_addr, "Executions service listening");
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(executions)
-        // Nagle off on accepted connections: HTTP/2 writes an answer in several small
-        // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            stopped(stop_rx.clone()),
-        );
+    tasks.spawn(
+        "gRPC server",
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(executions)
+            // Nagle off on accepted connections: HTTP/2 writes an answer in several small
+            // frames, and Nagle with delayed ACKs would hold the last one ~40 ms.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                tasks.stopped(),
+            ),
+    );
 
     let app = http::app(
         slot,
@@ -201,16 +199,24 @@ pub async fn run(
         },
         whatsapp,
     );
-    let http_server = http::serve::run(http, app, stopped(stop_rx));
-    let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
-    let _ = follower.await;
-    let _ = sweeper.await;
-    grpc_result?;
-    http_result?;
+    tasks.spawn("HTTP server", http::serve::run(http, app, tasks.stopped()));
+    tasks.run(shutdown).await?;
     tracing::info!("data plane stopped");
     Ok(())
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// Runs `step` every `period` until `stop`.
+async fn every<F: Future<Output = ()> + Send>(
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut step: impl FnMut() -> F + Send,
+) -> Result<(), Error> {
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        step().await;
+    }
 }

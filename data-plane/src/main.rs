@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
-use switchboard_data_plane::{Config, routing::RoutingSlot, run};
+use switchboard_data_plane::{Config, Listeners, routing::RoutingSlot, run};
 
 /// mimalloc returns freed memory to the system more readily than the default allocator,
 /// which keeps RSS close to the live routing table after large snapshots.
@@ -61,8 +61,7 @@ async fn main_async(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("--grpc-listen: cannot bind {}", config.grpc_listen))?;
     run(
         config,
-        http,
-        grpc,
+        Listeners { http, grpc },
         Arc::new(RoutingSlot::default()),
         Some(handle),
         shutdown_signal(),

@@ -1,6 +1,6 @@
 //! The bottom of the workspace, shared by the control plane, the data plane and the CLI:
-//! the generated gRPC code of `switchboard.v1`, and the rules for what travels between the
-//! planes ([`wire`]).
+//! the generated gRPC code of `switchboard.v1`, the rules for what travels between the
+//! planes ([`wire`]), and what both services need to run ([`service`]).
 #![forbid(unsafe_code)]
 
 /// The `switchboard.v1` package.
@@ -13,4 +13,5 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("switchboard_descriptor");
 
+pub mod service;
 pub mod wire;

@@ -42,7 +42,8 @@ impl ControlPlane {
             node_token: NODE_TOKEN.to_owned(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(switchboard_control_plane::run(config, grpc, http, async {
+        let listeners = switchboard_control_plane::Listeners { http, grpc };
+        let task = tokio::spawn(switchboard_control_plane::run(config, listeners, async {
             let _ = stopped.await;
         }));
         let cp = Self {
@@ -178,8 +179,7 @@ impl DataPlane {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchboard_data_plane::run(
             config,
-            http,
-            grpc,
+            switchboard_data_plane::Listeners { http, grpc },
             slot.clone(),
             None,
             async {

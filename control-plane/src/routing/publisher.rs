@@ -15,6 +15,7 @@ use prost::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use switchboard_proto::service::Tasks;
 use switchboard_proto::v1 as pb;
 use tokio::sync::watch;
 
@@ -126,22 +127,23 @@ fn chunk(table: &CompiledTable) -> Vec<pb::SnapshotChunk> {
         .collect()
 }
 
-/// Compiles the current catalog, then keeps compiling on change until `shutdown` fires.
-/// Returns the receiver sessions subscribe to.
+/// Compiles the current catalog, then keeps compiling on change (the task "routing
+/// publisher") until the tasks stop. Returns the receiver sessions subscribe to.
 pub async fn start(
     catalog: Catalog,
     poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    tasks: &mut Tasks,
 ) -> crate::catalog::Result<watch::Receiver<Arc<Published>>> {
     let table = compiler::compile(&catalog).await?;
     metrics::gauge!("switchboard_routing_compiled_version").set(table.version as f64);
     let (tx, rx) = watch::channel(Arc::new(Published::new(Arc::new(table), VecDeque::new())));
-    tokio::spawn(async move {
+    let mut shutdown = tasks.stop_signal();
+    tasks.spawn("routing publisher", async move {
         loop {
             tokio::select! {
                 _ = catalog.routing_changed() => {}
                 _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = shutdown.wait_for(|stop| *stop) => return Ok::<(), std::convert::Infallible>(()),
             }
             let current = tx.borrow().clone();
             match catalog.routing_version().await {
