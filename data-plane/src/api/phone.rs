@@ -1,8 +1,8 @@
 //! Phone number normalization of the API trigger (DESIGN §5).
 
 /// Drops spaces, `-`, `.`, `(`, `)`; accepts a leading `+`, a leading `00`, or bare digits
-/// (read as country code first, like a WhatsApp wa_id). The result is `+` and 7–15 digits,
-/// the first not 0.
+/// (read as country code first, like a WhatsApp wa_id). The result is E.164 as both planes
+/// check it (`wire::is_e164`): `+` and 7–15 digits, the first not 0.
 pub fn normalize(raw: &str) -> Option<String> {
     let mut digits = String::with_capacity(16);
     let mut plus = false;
@@ -18,8 +18,8 @@ pub fn normalize(raw: &str) -> Option<String> {
         Some(rest) if !plus => rest,
         _ => digits.as_str(),
     };
-    let valid = (7..=15).contains(&digits.len()) && !digits.starts_with('0');
-    valid.then(|| format!("+{digits}"))
+    let normalized = format!("+{digits}");
+    switchboard_proto::wire::is_e164(&normalized).then_some(normalized)
 }
 
 #[cfg(test)]
