@@ -2,8 +2,8 @@
 //! test runs; `conversations`), Meta's webhook (`webhook`), `/healthz`, `/readyz` and
 //! `/metrics`, served by `serve`.
 //!
-//! One way through for every request: the port's [`layers`] (request id, tracing, request
-//! metrics — add new ones there), then [`App::dispatch`], which answers the API trigger,
+//! One way through for every request: the port's [`layers`] (tracing, request metrics — add
+//! new ones there), then [`App::dispatch`], which answers the API trigger,
 //! the hot path, by its handler directly and hands everything else to the axum router.
 //! Skipping the router for the one route saves, per request, the router's clone of the
 //! route's boxed service, the path-parameter map, the connect-info extension and the
@@ -31,11 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId,
-    SetRequestIdLayer,
-};
-use tower_http::trace::{DefaultOnFailure, MakeSpan, Trace, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, Trace, TraceLayer};
 
 /// What the HTTP port serves: the router, and the API trigger's state for its direct way.
 pub struct App {
@@ -106,60 +102,18 @@ impl App {
     }
 }
 
-/// The header carrying a request's id: the caller's, else a new one; on the answer too.
-const REQUEST_ID: &str = "x-request-id";
-
-/// A new request id: a UUIDv7, so ids sort by time in logs.
-#[derive(Clone, Copy, Debug, Default)]
-struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let mut buffer = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
-        hyper::header::HeaderValue::from_str(id)
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// The span of a request: method, path and request id (debug level: a request's own log
-/// lines say what matters, with their cause).
-#[derive(Clone, Copy, Debug, Default)]
-struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &Request<B>) -> tracing::Span {
-        let id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-    }
-}
-
 /// The port's layers around `inner` (see the module docs), outermost first.
-type Layered<S> = SetRequestId<
-    PropagateRequestId<
-        Trace<metrics::Tracked<S>, SharedClassifier<ServerErrorsAsFailures>, RequestSpan>,
-    >,
-    NewRequestId,
->;
+type Layered<S> = Trace<metrics::Tracked<S>, SharedClassifier<ServerErrorsAsFailures>>;
 
 /// Every layer of the HTTP port, around `inner` (the dispatch). A layer added here applies
 /// to every request, the API trigger included.
 fn layers<S>(inner: S) -> Layered<S> {
-    let header = hyper::header::HeaderName::from_static(REQUEST_ID);
     // Answers of 5xx are logged where they arise, with their cause (the store's errors,
     // startup warnings); as requests they are debug-level, so that probes of `/readyz`
     // before the first table do not log an error each.
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(RequestSpan)
-        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
+    let trace =
+        TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
     tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(header.clone(), NewRequestId))
-        .layer(PropagateRequestIdLayer::new(header))
         .layer(trace)
         .layer(RequestMetrics)
         .service(inner)
