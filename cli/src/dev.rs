@@ -144,6 +144,7 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         conversation_inactivity: Duration::from_secs(24 * 3600),
         execution_retention: Duration::from_secs(7 * 24 * 3600),
         trust_forwarded_for: false,
+        advertise_grpc: None,
     };
     let data_plane = tokio::spawn(switchboard_data_plane::run(
         data_plane_config,

@@ -195,6 +195,7 @@ impl Show for pb::Node {
     const HEADERS: &'static [&'static str] = &[
         "NODE_ID",
         "ADDRESS",
+        "GRPC_ADDRESS",
         "APPLIED",
         "LATEST",
         "LAST_SEEN",
@@ -206,6 +207,7 @@ impl Show for pb::Node {
             "id": self.node_id,
             "node_id": self.node_id,
             "address": self.address,
+            "grpc_address": self.grpc_address,
             "build_version": self.build_version,
             "applied_version": self.applied_version.to_string(),
             "latest_version": self.latest_version.to_string(),
@@ -218,6 +220,7 @@ impl Show for pb::Node {
         vec![
             self.node_id.clone(),
             self.address.clone(),
+            self.grpc_address.clone(),
             self.applied_version.to_string(),
             self.latest_version.to_string(),
             self.last_seen.clone(),

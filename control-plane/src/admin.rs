@@ -52,6 +52,7 @@ fn status(err: catalog::Error) -> Status {
         catalog::Error::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
         catalog::Error::NotFound { .. } => Status::not_found(err.to_string()),
         catalog::Error::Conflict(message) => Status::already_exists(message),
+        catalog::Error::SlotTaken { .. } => Status::already_exists(err.to_string()),
         catalog::Error::FailedPrecondition(message) => Status::failed_precondition(message),
         catalog::Error::Database(db) => {
             tracing::error!(error = %db, "catalog database error");
@@ -177,6 +178,7 @@ fn node(m: dataplane_node::Model, latest_version: i64) -> pb::Node {
         last_seen: time(m.last_seen),
         last_error: m.last_error,
         connected: m.connected,
+        grpc_address: m.grpc_address,
     }
 }
 
@@ -482,7 +484,7 @@ impl TriggerAdmin for AdminService {
         let r = req.into_inner();
         let all = self
             .catalog
-            .list_audit(r.project_id.as_deref(), r.limit)
+            .list_audit(r.project_id.as_deref(), None, r.limit)
             .await
             .map_err(status)?;
         ok(pb::ListAuditEventsResponse {

@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
     let origin = |id| context::Origin {
         tracking_id: id,
         workflow_id: project,
-        api_key_id: project,
+        api_key_id: Some(project),
         request_ip: "127.0.0.1",
         request_timestamp: "2026-11-26T01:02:03.456Z",
         test: false,

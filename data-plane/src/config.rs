@@ -52,6 +52,11 @@ pub struct Config {
         default_value = "127.0.0.1:50052"
     )]
     pub grpc_listen: SocketAddr,
+    /// Where the control plane reaches this node's `Executions` service (its console's Flow
+    /// Test), e.g. `http://10.0.0.5:50052`. Default: `http://` and the bound
+    /// `--grpc-listen` address, this host's name in place of an unspecified IP.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE_GRPC", value_parser = advertised)]
+    pub advertise_grpc: Option<String>,
     /// The Meta app secret: webhook POSTs are refused without it.
     #[arg(long, env = "SWITCHBOARD_META_APP_SECRET", hide_env_values = true, value_parser = secret)]
     pub meta_app_secret: Option<String>,
@@ -90,6 +95,7 @@ impl std::fmt::Debug for Config {
             .field("redis_url", &redacted_url(&self.redis_url))
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("grpc_listen", &self.grpc_listen)
+            .field("advertise_grpc", &self.advertise_grpc)
             .field(
                 "meta_app_secret",
                 &self.meta_app_secret.as_ref().map(|_| "<redacted>"),
@@ -105,6 +111,30 @@ impl std::fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()
     }
+}
+
+fn advertised(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    let valid = (value.starts_with("http://") || value.starts_with("https://"))
+        && value.len() <= 256
+        && value.parse::<tonic::transport::Uri>().is_ok();
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an http:// or https:// URL of at most 256 characters".to_owned())
+    }
+}
+
+/// The address to advertise for a gRPC listener bound to `bound` (see `--advertise-grpc`).
+pub fn advertised_grpc(config: &Config, bound: SocketAddr) -> String {
+    if let Some(url) = &config.advertise_grpc {
+        return url.clone();
+    }
+    if bound.ip().is_unspecified() {
+        let host = hostname().unwrap_or_else(|| "localhost".to_owned());
+        return format!("http://{host}:{}", bound.port());
+    }
+    format!("http://{bound}")
 }
 
 fn secret(value: &str) -> Result<String, String> {
@@ -149,12 +179,16 @@ fn duration(value: &str) -> Result<Duration, String> {
 }
 
 /// `hostname-xxxxxx`.
-pub fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's host name, if it has one.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "data-plane".to_owned());
+}
+
+pub fn default_node_id() -> String {
+    let host = hostname().unwrap_or_else(|| "data-plane".to_owned());
     format!("{host}-{}", hex::encode(rand::random::<[u8; 3]>()))
 }

@@ -1,9 +1,10 @@
 //! The data plane's `Executions` gRPC service (DESIGN §8): the platform operations of
 //! [`Platform`] for internal callers and workflow runners. StartExecution takes an API key
-//! from metadata; the other RPCs take the runner token. [`ApiError`]s map to gRPC codes
-//! here, and only here.
+//! from metadata; the other RPCs take the runner token; the reads and test runs of the
+//! control plane's console take the node token and the project they are for (DESIGN §11).
+//! [`ApiError`]s map to gRPC codes here, and only here.
 
-use crate::api::{ApiError, Body, Kind, Platform, StartRequest, list_query};
+use crate::api::{ApiError, Body, Caller, Kind, Platform, StartRequest, list_query};
 use crate::sends::{Content, Outcome, SendRequest, Sender};
 use crate::store::{Execution, Store, claims};
 use crate::time::rfc3339_ms;
@@ -18,14 +19,40 @@ pub struct ExecutionsService {
     platform: Platform,
     sender: Sender,
     runner_token: Arc<[u8]>,
+    node_token: Arc<[u8]>,
+}
+
+/// Metadata of the control plane's calls (DESIGN §11): the node token, and the project the
+/// call is for.
+const NODE_TOKEN: &str = "x-switchboard-node-token";
+const PROJECT: &str = "x-switchboard-project";
+
+/// Who calls a runner-or-console RPC.
+#[derive(Clone, Copy, Debug)]
+enum Reader {
+    /// A workflow runner: every project.
+    Runner,
+    /// The control plane, for one project.
+    Project(Uuid),
+}
+
+impl Reader {
+    /// Whether the caller may see a record of `project_id`.
+    fn sees(self, project_id: Uuid) -> bool {
+        match self {
+            Reader::Runner => true,
+            Reader::Project(own) => own == project_id,
+        }
+    }
 }
 
 impl ExecutionsService {
-    pub fn new(platform: Platform, sender: Sender, runner_token: &str) -> Self {
+    pub fn new(platform: Platform, sender: Sender, runner_token: &str, node_token: &str) -> Self {
         Self {
             platform,
             sender,
             runner_token: Arc::from(runner_token.as_bytes()),
+            node_token: Arc::from(node_token.as_bytes()),
         }
     }
 
@@ -36,6 +63,31 @@ impl ExecutionsService {
         match presented {
             Some(token) if bool::from(token.ct_eq(&self.runner_token)) => Ok(()),
             _ => Err(Status::unauthenticated("missing or invalid runner token")),
+        }
+    }
+
+    /// The control plane's project, when the call carries the node token (`None` without
+    /// one; an error with a wrong one, or without a valid project).
+    fn control_plane(&self, metadata: &MetadataMap) -> Result<Option<Uuid>, Status> {
+        let Some(presented) = metadata.get(NODE_TOKEN) else {
+            return Ok(None);
+        };
+        if !bool::from(presented.as_bytes().ct_eq(&self.node_token)) {
+            return Err(Status::unauthenticated("invalid node token"));
+        }
+        metadata
+            .get(PROJECT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .map(Some)
+            .ok_or_else(|| Status::invalid_argument(format!("{PROJECT}: a project id is required")))
+    }
+
+    /// A runner, or the control plane for a project.
+    fn reader(&self, metadata: &MetadataMap) -> Result<Reader, Status> {
+        match self.control_plane(metadata)? {
+            Some(project) => Ok(Reader::Project(project)),
+            None => self.runner(metadata).map(|()| Reader::Runner),
         }
     }
 }
@@ -128,7 +180,7 @@ impl pb::executions_server::Executions for ExecutionsService {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        self.runner(request.metadata())?;
+        let reader = self.reader(request.metadata())?;
         let id = Uuid::parse_str(&request.get_ref().tracking_id)
             .map_err(|_| to_status(ApiError::execution_not_found()))?;
         let execution = self
@@ -137,15 +189,45 @@ impl pb::executions_server::Executions for ExecutionsService {
             .get(id)
             .await
             .map_err(|e| to_status(e.into()))?
+            .filter(|e| reader.sees(e.project_id))
             .ok_or_else(|| to_status(ApiError::execution_not_found()))?;
         Ok(Response::new(to_proto(execution)))
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let reader = self.reader(request.metadata())?;
+        let not_found = || Status::not_found("conversation_not_found: conversation not found");
+        let id = Uuid::parse_str(&request.get_ref().conversation_id).map_err(|_| not_found())?;
+        let c = self
+            .platform
+            .store()
+            .conversation(id)
+            .await
+            .map_err(|e| to_status(e.into()))?
+            .filter(|c| reader.sees(c.project_id))
+            .ok_or_else(not_found)?;
+        let time = |ms: i64| rfc3339_ms(ms).unwrap_or_default();
+        Ok(Response::new(pb::Conversation {
+            id: c.id.to_string(),
+            project_id: c.project_id.to_string(),
+            phone_number: c.phone_number,
+            phone_number_id: c.phone_number_id,
+            status: c.status.as_str().to_owned(),
+            created_at: time(c.created_at),
+            last_active_at: time(c.last_active_at),
+            last_message_json: c.last_message,
+            execution_id: c.execution.map(|id| id.to_string()),
+        }))
     }
 
     async fn list_executions(
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        self.runner(request.metadata())?;
+        let reader = self.reader(request.metadata())?;
         let r = request.get_ref();
         let parse = |value: &str, field: &'static str| {
             Uuid::parse_str(value).map_err(|_| {
@@ -157,8 +239,14 @@ impl pb::executions_server::Executions for ExecutionsService {
             })
         };
         let limit = (r.limit != 0).then(|| r.limit.to_string());
+        let project_id = parse(&r.project_id, "project_id")?;
+        if !reader.sees(project_id) {
+            return Err(Status::permission_denied(
+                "project_id: not the project this call is for",
+            ));
+        }
         let query = list_query(
-            parse(&r.project_id, "project_id")?,
+            project_id,
             parse(&r.workflow_id, "workflow_id")?,
             r.status.as_deref(),
             limit.as_deref(),
@@ -270,16 +358,16 @@ impl pb::executions_server::Executions for ExecutionsService {
             .remote_addr()
             .map(|a| a.ip().to_canonical().to_string())
             .unwrap_or_default();
+        let project = self.control_plane(request.metadata())?;
         let key = api_key(request.metadata()).map(str::to_owned);
+        let caller = match project {
+            Some(project) => Caller::Project(project),
+            None => Caller::ApiKey(key.as_deref()),
+        };
         let r = request.get_ref();
         let started = self
             .platform
-            .start_test(
-                key.as_deref(),
-                &r.workflow_id,
-                r.request_json.as_bytes(),
-                &peer,
-            )
+            .start_test(caller, &r.workflow_id, r.request_json.as_bytes(), &peer)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::StartExecutionResponse {

@@ -73,6 +73,7 @@ pub async fn run(
     let Listeners { http, grpc } = listeners;
 
     let address = http.local_addr()?;
+    let grpc_address = config::advertised_grpc(&config, grpc.local_addr()?);
     let follow = routing::sync::Follow {
         control_plane: config.control_plane.clone(),
         node_id: config
@@ -81,6 +82,7 @@ pub async fn run(
             .unwrap_or_else(config::default_node_id),
         node_token: config.node_token.clone(),
         address: address.to_string(),
+        grpc_address,
         state_dir: config.state_dir.clone(),
     };
     tracing::info!(http = %address, node_id = %follow.node_id, "data plane listening");
@@ -174,6 +176,7 @@ pub async fn run(
         platform.clone(),
         sender,
         &config.runner_token,
+        &config.node_token,
     ));
     tracing::info!(grpc = %grpc_addr, "Executions service listening");
     tasks.spawn(

@@ -123,6 +123,18 @@ impl Admin {
         Ok(self.client.deactivate_trigger(r).await?.into_inner())
     }
 
+    pub async fn projects(&mut self) -> Result<Vec<pb::Project>, Status> {
+        let r = pb::ListProjectsRequest {};
+        Ok(self.client.list_projects(r).await?.into_inner().projects)
+    }
+
+    pub async fn api_keys(&mut self, project_id: &str) -> Result<Vec<pb::ApiKey>, Status> {
+        let r = pb::ListApiKeysRequest {
+            project_id: project_id.to_owned(),
+        };
+        Ok(self.client.list_api_keys(r).await?.into_inner().api_keys)
+    }
+
     pub async fn triggers_of(&mut self, workflow_id: &str) -> Result<Vec<pb::Trigger>, Status> {
         let r = pb::ListTriggersRequest {
             workflow_id: Some(workflow_id.to_owned()),

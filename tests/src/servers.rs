@@ -173,6 +173,7 @@ impl DataPlane {
             conversation_inactivity: Duration::from_secs(24 * 3600),
             execution_retention: Duration::from_secs(7 * 24 * 3600),
             trust_forwarded_for: false,
+            advertise_grpc: None,
         };
         tweak(&mut config);
         let slot = Arc::new(RoutingSlot::default());

@@ -10,9 +10,12 @@ const MAX_LIMIT: u32 = 1000;
 
 impl Catalog {
     /// Audit events, newest first, optionally of one project.
+    /// Audit events, newest first: of one project when `project_id`, older than the event
+    /// `before` when given (the next page).
     pub async fn list_audit(
         &self,
         project_id: Option<&str>,
+        before: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Vec<audit_event::Model>> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
@@ -26,6 +29,11 @@ impl Catalog {
         if let Some(id) = project_id {
             let id = validate::id("project_id", id)?;
             query = query.filter(audit_event::Column::ProjectId.eq(id));
+        }
+        if let Some(before) = before {
+            // Ids are UUIDv7: their order is the events' order.
+            let before = validate::id("before", before)?;
+            query = query.filter(audit_event::Column::Id.lt(before));
         }
         Ok(query
             .order_by_desc(audit_event::Column::Id)

@@ -15,12 +15,23 @@ pub enum Error {
     /// A uniqueness rule of the catalog would be broken.
     #[error("{0}")]
     Conflict(String),
+    /// Another trigger holds the slot a trigger would take (DESIGN §3): which one, so the
+    /// caller can show it or take its place.
+    #[error("{slot}: trigger {} of workflow {}", holder.trigger_id, holder.workflow_id)]
+    SlotTaken { slot: String, holder: Holder },
     /// The entity is in a state that forbids the change (e.g. a number still in use).
     #[error("{0}")]
     FailedPrecondition(String),
     /// The database failed; details are logged, never shown to clients.
     #[error("database error: {0}")]
     Database(DbErr),
+}
+
+/// The trigger holding a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub trigger_id: String,
+    pub workflow_id: String,
 }
 
 /// Result of catalog operations.

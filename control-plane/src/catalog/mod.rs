@@ -18,10 +18,10 @@ mod triggers;
 mod validate;
 mod workflows;
 
-pub use error::{Error, Result};
-pub use nodes::Applied;
+pub use error::{Error, Holder, Result};
+pub use nodes::{Applied, NodeHello};
 pub use numbers::NewNumber;
-pub use triggers::{TriggerFilter, TriggerSpec, TriggerView};
+pub use triggers::{TriggerFilter, TriggerPage, TriggerQuery, TriggerSpec, TriggerView};
 
 use crate::db::audit_event;
 use chrono::{DateTime, Utc};

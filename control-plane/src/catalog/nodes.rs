@@ -14,6 +14,18 @@ pub enum Applied {
     Nack(String),
 }
 
+/// What a node says of itself when it connects.
+#[derive(Clone, Debug)]
+pub struct NodeHello<'a> {
+    pub node_id: &'a str,
+    /// Its HTTP address (platform API, webhooks).
+    pub address: &'a str,
+    /// Its Executions gRPC address (`--advertise-grpc`); empty when unknown.
+    pub grpc_address: &'a str,
+    pub build_version: &'a str,
+    pub held_version: i64,
+}
+
 impl Catalog {
     pub async fn list_nodes(&self) -> Result<Vec<dataplane_node::Model>> {
         Ok(dataplane_node::Entity::find()
@@ -23,18 +35,13 @@ impl Catalog {
     }
 
     /// Records a node that said hello on this replica.
-    pub async fn node_connected(
-        &self,
-        node_id: &str,
-        address: &str,
-        build_version: &str,
-        held_version: i64,
-    ) -> Result<()> {
+    pub async fn node_connected(&self, hello: &NodeHello<'_>) -> Result<()> {
         let model = dataplane_node::ActiveModel {
-            node_id: Set(node_id.to_owned()),
-            address: Set(address.to_owned()),
-            build_version: Set(build_version.to_owned()),
-            applied_version: Set(held_version),
+            node_id: Set(hello.node_id.to_owned()),
+            address: Set(hello.address.to_owned()),
+            grpc_address: Set(hello.grpc_address.to_owned()),
+            build_version: Set(hello.build_version.to_owned()),
+            applied_version: Set(hello.held_version),
             connected: Set(true),
             last_seen: Set(now()),
             last_error: Set(None),
@@ -44,6 +51,7 @@ impl Catalog {
                 OnConflict::column(dataplane_node::Column::NodeId)
                     .update_columns([
                         dataplane_node::Column::Address,
+                        dataplane_node::Column::GrpcAddress,
                         dataplane_node::Column::BuildVersion,
                         dataplane_node::Column::AppliedVersion,
                         dataplane_node::Column::Connected,

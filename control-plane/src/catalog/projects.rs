@@ -34,6 +34,10 @@ impl Catalog {
             .await?)
     }
 
+    pub async fn get_project(&self, project_id: &str) -> Result<project::Model> {
+        self.project(&self.db, "project_id", project_id).await
+    }
+
     /// The project `id` (validated as `field`), or `NOT_FOUND` naming `field`.
     pub(crate) async fn project(
         &self,

@@ -7,11 +7,11 @@
 //! Checks run inside the catalog write lock (see `catalog` module docs), so they hold under
 //! concurrency; partial unique indexes in the schema back them.
 
-use super::{Actor, Catalog, Change, Error, Result, Routing, new_id, now, validate};
+use super::{Actor, Catalog, Change, Error, Holder, Result, Routing, Write, new_id, now, validate};
 use crate::db::{trigger, whatsapp_config, workflow};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    ModelTrait, QueryFilter, QueryOrder, Set,
+    ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -41,6 +41,25 @@ pub enum TriggerFilter {
     All,
     Workflow(String),
     Project(String),
+}
+
+/// One page of a workflow's triggers, filtered (the console's trigger list).
+#[derive(Clone, Debug, Default)]
+pub struct TriggerQuery {
+    pub workflow_id: String,
+    pub trigger_type: Option<TriggerType>,
+    pub active: Option<bool>,
+    /// Meta's id of the number the triggers are on.
+    pub phone_number_id: Option<String>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct TriggerPage {
+    pub triggers: Vec<TriggerView>,
+    /// Triggers matching the filters, over every page.
+    pub total: u64,
 }
 
 impl Catalog {
@@ -91,6 +110,42 @@ impl Catalog {
         self.views(&self.db, models).await
     }
 
+    /// One page of a workflow's triggers matching `query`, oldest first.
+    pub async fn trigger_page(&self, query: &TriggerQuery) -> Result<TriggerPage> {
+        use trigger::Column as C;
+        let workflow = self
+            .workflow(&self.db, "workflow_id", &query.workflow_id)
+            .await?;
+        let mut select = trigger::Entity::find().filter(C::WorkflowId.eq(workflow.id));
+        if let Some(kind) = query.trigger_type {
+            select = select.filter(C::TriggerType.eq(kind.as_str()));
+        }
+        if let Some(active) = query.active {
+            select = select.filter(C::Active.eq(active));
+        }
+        if let Some(pnid) = &query.phone_number_id {
+            let number = whatsapp_config::Entity::find()
+                .filter(whatsapp_config::Column::PhoneNumberId.eq(pnid.as_str()))
+                .filter(whatsapp_config::Column::ProjectId.eq(workflow.project_id.as_str()))
+                .one(&self.db)
+                .await?;
+            // A number of no trigger of this workflow's project: no trigger is on it.
+            select = select.filter(C::WhatsappConfigId.eq(number.map_or(-1, |n| n.id)));
+        }
+        let total = select.clone().count(&self.db).await?;
+        // Ids are UUIDv7: their order is the order of creation.
+        let models = select
+            .order_by_asc(C::Id)
+            .limit(query.limit)
+            .offset(query.offset)
+            .all(&self.db)
+            .await?;
+        Ok(TriggerPage {
+            triggers: self.views(&self.db, models).await?,
+            total,
+        })
+    }
+
     /// Activates or deactivates a trigger; a no-op leaves the routing version alone.
     pub async fn set_trigger_active(
         &self,
@@ -103,6 +158,110 @@ impl Catalog {
         if before.active == active {
             return Ok(self.views(&write.txn, vec![before]).await?.remove(0));
         }
+        let (after, change) = self.switch(&write, before, active).await?;
+        write.commit(actor, change).await?;
+        Ok(after)
+    }
+
+    /// Activates `trigger_id` in the place of `holder_id`, the active trigger holding its
+    /// slot, which is deactivated — in one transaction, both changes audited. Refused when
+    /// `holder_id` is not what holds the slot, or something else would still conflict.
+    pub async fn activate_replacing(
+        &self,
+        actor: &Actor,
+        trigger_id: &str,
+        holder_id: &str,
+    ) -> Result<TriggerView> {
+        let write = self.write(Routing::Changes).await?;
+        let before = self.trigger(&write.txn, trigger_id).await?;
+        let mut candidate = before.clone();
+        candidate.active = true;
+        self.vacate(&write, actor, &candidate, holder_id).await?;
+        let (after, change) = self.switch(&write, before, true).await?;
+        write.commit(actor, change).await?;
+        Ok(after)
+    }
+
+    /// Creates a trigger in the place of `holder_id`, the active trigger holding the slot
+    /// the new one takes, which is deactivated — in one transaction (see
+    /// [`Catalog::activate_replacing`]).
+    pub async fn create_trigger_replacing(
+        &self,
+        actor: &Actor,
+        workflow_id: &str,
+        spec: &TriggerSpec,
+        holder_id: &str,
+    ) -> Result<TriggerView> {
+        let write = self.write(Routing::Changes).await?;
+        let workflow = self
+            .workflow(&write.txn, "workflow_id", workflow_id)
+            .await?;
+        let holder = self.trigger(&write.txn, holder_id).await?;
+        if !holder.active {
+            return Err(Error::FailedPrecondition(format!(
+                "trigger {} is not active: it holds no slot",
+                holder.id
+            )));
+        }
+        // The new trigger, checked first as if the holder stayed: it must be what holds
+        // its slot.
+        let probe = self.insert_trigger(&write.txn, &workflow, spec, "").await;
+        match probe {
+            Err(Error::SlotTaken { holder: h, .. }) if h.trigger_id == holder.id => {}
+            Err(other) => return Err(other),
+            Ok(view) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "trigger {} does not hold the slot of the new trigger {}",
+                    holder.id, view.trigger.id
+                )));
+            }
+        }
+        let (_, deactivated) = self.switch(&write, holder, false).await?;
+        write.record(actor, deactivated).await?;
+        let view = self.insert_trigger(&write.txn, &workflow, spec, "").await?;
+        let change = Change::of(
+            "trigger.create",
+            "trigger",
+            &view.trigger.id,
+            Some(&workflow.project_id),
+            None::<&()>,
+            Some(&view),
+        );
+        write.commit(actor, change).await?;
+        Ok(view)
+    }
+
+    /// Deactivates `holder_id` inside `write` if it is what keeps `candidate` from its slot.
+    async fn vacate(
+        &self,
+        write: &Write,
+        actor: &Actor,
+        candidate: &trigger::Model,
+        holder_id: &str,
+    ) -> Result<()> {
+        let holder = self.trigger(&write.txn, holder_id).await?;
+        match ensure_no_conflict(&write.txn, candidate).await {
+            Err(Error::SlotTaken { holder: h, .. }) if h.trigger_id == holder.id => {}
+            Err(other) => return Err(other),
+            Ok(()) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "trigger {} does not hold the slot of trigger {}",
+                    holder.id, candidate.id
+                )));
+            }
+        }
+        let (_, change) = self.switch(write, holder, false).await?;
+        write.record(actor, change).await
+    }
+
+    /// Sets `before.active` to `active` inside `write` after the conflict check; the view
+    /// after, and the audit record to write.
+    async fn switch(
+        &self,
+        write: &Write,
+        before: trigger::Model,
+        active: bool,
+    ) -> Result<(TriggerView, Change<'static>)> {
         let mut candidate = before.clone();
         candidate.active = active;
         ensure_no_conflict(&write.txn, &candidate).await?;
@@ -125,8 +284,7 @@ impl Catalog {
             Some(&before),
             Some(&after),
         );
-        write.commit(actor, change).await?;
-        Ok(after)
+        Ok((after, change))
     }
 
     pub async fn delete_trigger(&self, actor: &Actor, trigger_id: &str) -> Result<()> {
@@ -267,8 +425,9 @@ impl Catalog {
         ensure_no_conflict(conn, &candidate)
             .await
             .map_err(|err| match err {
-                Error::Conflict(message) if !field_prefix.is_empty() => {
-                    Error::Conflict(format!("{}: {message}", field_prefix.trim_end_matches('.')))
+                Error::SlotTaken { slot, holder } if !field_prefix.is_empty() => {
+                    let slot = format!("{}: {slot}", field_prefix.trim_end_matches('.'));
+                    Error::SlotTaken { slot, holder }
                 }
                 other => other,
             })?;
@@ -361,9 +520,12 @@ async fn ensure_no_conflict(conn: &impl ConnectionTrait, candidate: &trigger::Mo
     };
     match query.one(conn).await? {
         None => Ok(()),
-        Some(existing) => Err(Error::Conflict(format!(
-            "{slot}: trigger {} of workflow {}",
-            existing.id, existing.workflow_id
-        ))),
+        Some(existing) => Err(Error::SlotTaken {
+            slot,
+            holder: Holder {
+                trigger_id: existing.id,
+                workflow_id: existing.workflow_id,
+            },
+        }),
     }
 }

@@ -111,6 +111,10 @@ impl Catalog {
         write.commit(actor, change).await
     }
 
+    pub async fn get_workflow(&self, workflow_id: &str) -> Result<workflow::Model> {
+        self.workflow(&self.db, "workflow_id", workflow_id).await
+    }
+
     /// The workflow `id` (validated as `field`), or `NOT_FOUND` naming `field`.
     pub(crate) async fn workflow(
         &self,

@@ -9,6 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub node_id: String,
     pub address: String,
+    /// The node's Executions gRPC address, as it advertises it ('' when unknown).
+    pub grpc_address: String,
     pub build_version: String,
     pub applied_version: i64,
     pub connected: bool,

@@ -5,7 +5,7 @@
 
 use super::publisher::Published;
 use super::streaming::StreamingSnapshot;
-use crate::catalog::{Applied, Catalog};
+use crate::catalog::{Applied, Catalog, NodeHello};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,13 +98,18 @@ impl RoutingDistribution for DistributionService {
         if node_id.is_empty() || node_id.len() > 128 {
             return Err(Status::invalid_argument("node_id: 1 to 128 characters"));
         }
+        // An address the console could not dial is not recorded.
+        let grpc_address = Some(hello.grpc_address.trim())
+            .filter(|a| a.len() <= 256 && (a.starts_with("http://") || a.starts_with("https://")))
+            .unwrap_or_default();
         self.catalog
-            .node_connected(
-                &node_id,
-                &hello.address,
-                &hello.build_version,
-                hello.held_version,
-            )
+            .node_connected(&NodeHello {
+                node_id: &node_id,
+                address: &hello.address,
+                grpc_address,
+                build_version: &hello.build_version,
+                held_version: hello.held_version,
+            })
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "recording node failed");

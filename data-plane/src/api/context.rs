@@ -21,7 +21,8 @@ pub const RESERVED: [&str; 6] = [
 pub struct Origin<'a> {
     pub tracking_id: Uuid,
     pub workflow_id: Uuid,
-    pub api_key_id: Uuid,
+    /// The API key that started it; `None` for the control plane's test runs.
+    pub api_key_id: Option<Uuid>,
     pub request_ip: &'a str,
     /// RFC 3339, UTC, milliseconds.
     pub request_timestamp: &'a str,
@@ -47,7 +48,7 @@ struct System {
     trigger_type: &'static str,
     tracking_id: Uuid,
     workflow_id: Uuid,
-    api_key_id: Uuid,
+    api_key_id: Option<Uuid>,
     trigger_whatsapp_config_id: Option<i64>,
     observer_mode: bool,
     allow_outbound: bool,

@@ -58,7 +58,7 @@ impl Platform {
     }
 
     /// A conversation of `project_id`, by the id a caller gave.
-    pub(super) async fn conversation_of(
+    pub async fn conversation_of(
         &self,
         project_id: Uuid,
         id: &str,

@@ -36,6 +36,14 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub const LIST_DEFAULT: usize = 20;
 pub const LIST_MAX: usize = 100;
 
+/// Who a call acts for: a project, through one of its API keys (the platform API), or named
+/// by the control plane with the node token (its console; the edge checked the token).
+#[derive(Clone, Copy, Debug)]
+pub enum Caller<'a> {
+    ApiKey(Option<&'a str>),
+    Project(Uuid),
+}
+
 /// The body of a start request.
 #[derive(Debug)]
 pub enum Body<'a> {
@@ -188,7 +196,7 @@ impl Platform {
         let tracking_id = keys::new_tracking_id(&key.project_id);
         let context = api_context(
             &call,
-            key,
+            Some(key.id),
             workflow_id,
             tracking_id,
             request.request_ip,
@@ -245,13 +253,8 @@ impl Platform {
 
     /// An execution of the key's project (another project's is not found).
     pub async fn execution(&self, api_key: Option<&str>, id: &str) -> Result<Execution, ApiError> {
-        let project_id = Self::authenticate(&*self.table()?, api_key)?.project_id;
-        let id = Uuid::parse_str(id).map_err(|_| ApiError::execution_not_found())?;
-        self.store
-            .get(id)
-            .await?
-            .filter(|e| e.project_id == project_id)
-            .ok_or_else(ApiError::execution_not_found)
+        let project_id = self.project_of(api_key)?;
+        self.execution_of(project_id, id).await
     }
 
     /// Executions of a workflow of the key's project, newest first.
@@ -313,6 +316,30 @@ impl Platform {
     pub fn project_of(&self, api_key: Option<&str>) -> Result<Uuid, ApiError> {
         Ok(Self::authenticate(&*self.table()?, api_key)?.project_id)
     }
+
+    /// The project a caller acts for, and its API key if it presented one.
+    fn scope<'t>(
+        table: &'t RoutingTable,
+        caller: Caller<'_>,
+    ) -> Result<(Uuid, Option<&'t ApiKey>), ApiError> {
+        match caller {
+            Caller::ApiKey(presented) => {
+                let key = Self::authenticate(table, presented)?;
+                Ok((key.project_id, Some(key)))
+            }
+            Caller::Project(project_id) => Ok((project_id, None)),
+        }
+    }
+
+    /// An execution of `project_id` (another project's is not found).
+    pub async fn execution_of(&self, project_id: Uuid, id: &str) -> Result<Execution, ApiError> {
+        let id = Uuid::parse_str(id).map_err(|_| ApiError::execution_not_found())?;
+        self.store
+            .get(id)
+            .await?
+            .filter(|e| e.project_id == project_id)
+            .ok_or_else(ApiError::execution_not_found)
+    }
 }
 
 fn parse_status(status: Option<&str>) -> Result<Option<Status>, ApiError> {
@@ -343,10 +370,11 @@ fn canonical_request(body: &Body<'_>) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// The `api_call` context of an execution started (or test-run) with `key` at `now`.
+/// The `api_call` context of an execution started (or test-run) with the key `api_key_id`
+/// at `now`.
 pub(crate) fn api_context(
     call: &request::ApiCall<'_, '_>,
-    key: &ApiKey,
+    api_key_id: Option<Uuid>,
     workflow_id: Uuid,
     tracking_id: Uuid,
     request_ip: &str,
@@ -357,7 +385,7 @@ pub(crate) fn api_context(
     let origin = context::Origin {
         tracking_id,
         workflow_id,
-        api_key_id: key.id,
+        api_key_id,
         request_ip,
         request_timestamp: &timestamp,
         test,

@@ -5,7 +5,7 @@
 //! execution is dispatched to runners like any other, but never becomes a conversation's
 //! intercepting execution.
 
-use super::{ApiError, Kind, Platform, request};
+use super::{ApiError, Caller, Kind, Platform, request};
 use crate::observer;
 use crate::routing::RoutingTable;
 use crate::store::{Admission, Conversation, Created, NewExecution, keys};
@@ -38,17 +38,16 @@ fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str,
 }
 
 impl Platform {
-    /// Starts a test run of a workflow of the key's project.
+    /// Starts a test run of a workflow of the caller's project.
     pub async fn start_test(
         &self,
-        api_key: Option<&str>,
+        caller: Caller<'_>,
         workflow_id: &str,
         raw: &[u8],
         request_ip: &str,
     ) -> Result<TestStarted, ApiError> {
         let table = self.table()?;
-        let key = Self::authenticate(&table, api_key)?;
-        let project_id = key.project_id;
+        let (project_id, key) = Self::scope(&table, caller)?;
         if raw.len() > super::BODY_LIMIT {
             return Err(ApiError::payload_too_large(super::BODY_LIMIT));
         }
@@ -88,8 +87,16 @@ impl Platform {
         let (conversation_id, context) = match trigger_type {
             TriggerType::ApiCall => {
                 let call = request::resolve(request::parse_http(raw)?, &table, &project_id)?;
-                let context =
-                    super::api_context(&call, key, workflow.id, tracking_id, request_ip, now, true);
+                let key_id = key.map(|k| k.id);
+                let context = super::api_context(
+                    &call,
+                    key_id,
+                    workflow.id,
+                    tracking_id,
+                    request_ip,
+                    now,
+                    true,
+                );
                 (None, context)
             }
             TriggerType::InboundMessage => {

@@ -1,7 +1,9 @@
 //! The platform API over HTTP (DESIGN §5): extracts the key, body and parameters, calls
 //! [`Platform`], and maps [`ApiError`]s to statuses and the documented error body.
 
-use crate::api::{ApiError, BODY_LIMIT, Body, Kind, Platform, StartRequest, execution_context};
+use crate::api::{
+    ApiError, BODY_LIMIT, Body, Caller, Kind, Platform, StartRequest, execution_context,
+};
 use crate::store::Execution;
 use crate::time::rfc3339_ms;
 use axum::body::Bytes;
@@ -235,7 +237,7 @@ async fn start_test(
     let ip = request_ip(headers, peer, state.trust_forwarded_for);
     let started = state
         .platform
-        .start_test(api_key(headers), &workflow_id, &body, &ip)
+        .start_test(Caller::ApiKey(api_key(headers)), &workflow_id, &body, &ip)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -37,8 +37,10 @@ pub struct Follow {
     pub control_plane: String,
     pub node_id: String,
     pub node_token: String,
-    /// Address this node serves on, reported in the hello.
+    /// Address this node serves HTTP on, reported in the hello.
     pub address: String,
+    /// Where its `Executions` gRPC service is reached, reported in the hello.
+    pub grpc_address: String,
     pub state_dir: PathBuf,
 }
 
@@ -101,6 +103,7 @@ async fn session(config: &Follow, slot: &RoutingSlot) -> Result<bool, SessionErr
         address: config.address.clone(),
         build_version: crate::BUILD_VERSION.to_owned(),
         held_version: held,
+        grpc_address: config.grpc_address.clone(),
     };
     send(&tx, Out::Hello(hello)).await?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
