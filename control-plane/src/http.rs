@@ -1,6 +1,9 @@
-//! The control plane's HTTP port: `/healthz` and `/metrics`.
+//! The control plane's HTTP port: the operator console (`/console/`, see `crate::console`),
+//! `/healthz` and `/metrics`.
 
 use crate::catalog::Catalog;
+use crate::console::{self, Console};
+use axum::response::Redirect;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -11,12 +14,14 @@ struct AppState {
     metrics: PrometheusHandle,
 }
 
-pub fn router(catalog: Catalog, metrics: PrometheusHandle) -> Router {
+pub fn router(catalog: Catalog, metrics: PrometheusHandle, console: Console) -> Router {
     Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { catalog, metrics })
+        .merge(console::routes(console))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// 200 while the catalog database answers, 503 otherwise.

@@ -2,13 +2,16 @@
 //! serves the `TriggerAdmin` gRPC API, and exposes `/healthz` and `/metrics` over HTTP.
 //!
 //! Layout: `catalog` holds every rule and query; `admin` is the gRPC edge; `auth` checks
-//! tokens; `http` serves the HTTP port; `db` has one entity per table. [`run`] wires them.
+//! tokens; `console` is the operator web console and `http` serves it on the HTTP port with
+//! health and metrics; `routing` compiles and distributes routing tables; `db` has one
+//! entity per table. [`run`] wires them.
 #![forbid(unsafe_code)]
 
 mod admin;
 mod auth;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod db;
 mod error;
 mod http;
@@ -109,8 +112,9 @@ pub async fn run(
     let http_addr = http.local_addr()?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "control plane listening");
 
-    let http_server =
-        axum::serve(http, http::router(catalog, metrics)).with_graceful_shutdown(tasks.stopped());
+    let console = console::Console::new(catalog.clone(), &config.admin_token, &config.node_token);
+    let http_server = axum::serve(http, http::router(catalog, metrics, console))
+        .with_graceful_shutdown(tasks.stopped());
     tasks.spawn("HTTP server", async { http_server.await });
     tasks.spawn(
         "gRPC server",

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bulk;
+pub mod console;
 pub mod db;
 pub mod graph;
 pub mod platform;

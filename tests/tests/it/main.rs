@@ -4,6 +4,7 @@
 mod api_trigger;
 mod catalog;
 mod cli;
+mod console;
 mod dev;
 mod routing;
 mod runners;

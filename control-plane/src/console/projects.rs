@@ -1,0 +1,425 @@
+//! The overview (projects, nodes at a glance) and a project's page: its workflows, numbers,
+//! customers, API keys and recent audit, with the forms that create and remove them.
+
+use super::views::{self, Chrome, Link};
+use super::{Console, CsrfForm, Failure, actor, authenticated, authorized, page};
+use crate::catalog::{self, NewNumber};
+use crate::db::{api_key, customer, whatsapp_config, workflow};
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    projects: Vec<ProjectRow>,
+    nodes: NodesSummary,
+}
+
+struct ProjectRow {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+/// Nodes at a glance.
+struct NodesSummary {
+    total: usize,
+    connected: usize,
+    behind: usize,
+    failing: usize,
+}
+
+pub(super) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
+    let session = match authenticated(&console, &headers, "/console/") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    render_overview(&console, Chrome::of(&session), StatusCode::OK).await
+}
+
+async fn render_overview(console: &Console, chrome: Chrome, status: StatusCode) -> Response {
+    let loaded = async {
+        let projects = console.catalog.list_projects().await?;
+        let nodes = console.catalog.list_nodes().await?;
+        let latest = console.catalog.routing_version().await?;
+        Ok::<_, catalog::Error>((projects, nodes, latest))
+    };
+    match loaded.await {
+        Ok((projects, nodes, latest)) => page(
+            status,
+            &OverviewPage {
+                projects: projects
+                    .into_iter()
+                    .map(|p| ProjectRow {
+                        created_at: views::time(p.created_at),
+                        id: p.id,
+                        name: p.name,
+                    })
+                    .collect(),
+                nodes: NodesSummary {
+                    total: nodes.len(),
+                    connected: nodes.iter().filter(|n| n.connected).count(),
+                    behind: nodes
+                        .iter()
+                        .filter(|n| n.connected && n.applied_version < latest)
+                        .count(),
+                    failing: nodes.iter().filter(|n| n.last_error.is_some()).count(),
+                },
+                chrome,
+            },
+        ),
+        Err(err) => Failure::from(err).render(chrome),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct NameForm {
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub(super) async fn create_project(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<NameForm>,
+) -> Response {
+    let session = match authorized(&console, &headers, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match console.catalog.create_project(&actor(), &form.name).await {
+        Ok(project) => Redirect::to(&format!("/console/projects/{}", project.id)).into_response(),
+        Err(err) => {
+            let failure = Failure::from(err);
+            let chrome = Chrome::of(&session).with("error", failure.message.clone());
+            render_overview(&console, chrome, failure.status).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/project.html")]
+struct ProjectPage {
+    chrome: Chrome,
+    project: Link,
+    workflows: Vec<WorkflowRow>,
+    numbers: Vec<NumberRow>,
+    customers: Vec<Link>,
+    keys: Vec<KeyRow>,
+    audit: Vec<views::AuditRow>,
+}
+
+struct WorkflowRow {
+    id: String,
+    name: String,
+    active: bool,
+}
+
+struct NumberRow {
+    config_id: i64,
+    phone_number_id: String,
+    display_phone_number: String,
+    is_default: bool,
+    has_access_token: bool,
+    customer: String,
+}
+
+struct KeyRow {
+    id: String,
+    name: String,
+    prefix: String,
+    burst_limit: String,
+    revoked: bool,
+    created_at: String,
+}
+
+/// Audit events on a project's page.
+const RECENT_AUDIT: u32 = 10;
+
+pub(super) async fn project(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match authenticated(&console, &headers, &format!("/console/projects/{id}")) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    render_project(&console, Chrome::of(&session), &id, StatusCode::OK).await
+}
+
+async fn render_project(
+    console: &Console,
+    chrome: Chrome,
+    id: &str,
+    status: StatusCode,
+) -> Response {
+    let loaded = async {
+        let project = console.catalog.get_project(id).await?;
+        let workflows = console.catalog.list_workflows(&project.id).await?;
+        let numbers = console.catalog.list_numbers(&project.id).await?;
+        let customers = console.catalog.list_customers(&project.id).await?;
+        let keys = console.catalog.list_api_keys(&project.id).await?;
+        let audit = console
+            .catalog
+            .list_audit(Some(&project.id), None, Some(RECENT_AUDIT))
+            .await?;
+        Ok::<_, catalog::Error>((project, workflows, numbers, customers, keys, audit))
+    };
+    let (project, workflows, numbers, customers, keys, audit) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(err) => return Failure::from(err).render(chrome),
+    };
+    let names = [(project.id.as_str(), project.name.as_str())]
+        .into_iter()
+        .collect();
+    let customer_name = |id: &Option<String>| {
+        id.as_ref()
+            .and_then(|id| customers.iter().find(|c| &c.id == id))
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    };
+    page(
+        status,
+        &ProjectPage {
+            workflows: workflows.iter().map(workflow_row).collect(),
+            numbers: numbers
+                .iter()
+                .map(|n| number_row(n, customer_name(&n.customer_id)))
+                .collect(),
+            customers: customers
+                .iter()
+                .map(|c: &customer::Model| Link::new(&c.id, &c.name))
+                .collect(),
+            keys: keys.iter().map(key_row).collect(),
+            audit: audit
+                .iter()
+                .map(|e| views::AuditRow::of(e, &names))
+                .collect(),
+            project: Link::new(&project.id, &project.name),
+            chrome,
+        },
+    )
+}
+
+fn workflow_row(w: &workflow::Model) -> WorkflowRow {
+    WorkflowRow {
+        id: w.id.clone(),
+        name: w.name.clone(),
+        active: w.status == "active",
+    }
+}
+
+fn number_row(n: &whatsapp_config::Model, customer: String) -> NumberRow {
+    NumberRow {
+        config_id: n.id,
+        phone_number_id: n.phone_number_id.clone(),
+        display_phone_number: n.display_phone_number.clone(),
+        is_default: n.is_default,
+        has_access_token: n.access_token.is_some(),
+        customer,
+    }
+}
+
+fn key_row(k: &api_key::Model) -> KeyRow {
+    KeyRow {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        prefix: k.prefix.clone(),
+        burst_limit: k
+            .burst_limit
+            .map_or_else(|| "none".to_owned(), |b| format!("{b}/s")),
+        revoked: k.revoked_at.is_some(),
+        created_at: views::time(k.created_at),
+    }
+}
+
+/// Every field any of a project's creation forms has.
+#[derive(Deserialize)]
+pub(super) struct CreateForm {
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    status: Option<String>,
+    phone_number_id: Option<String>,
+    display_phone_number: Option<String>,
+    customer_id: Option<String>,
+    is_default: Option<String>,
+    access_token: Option<String>,
+    burst_limit: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/secret.html")]
+struct SecretPage {
+    chrome: Chrome,
+    project: Link,
+    key_name: String,
+    secret: String,
+}
+
+/// `POST /console/projects/{id}/{workflows|numbers|customers|api-keys}`.
+pub(super) async fn create_in_project(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path((id, what)): Path<(String, String)>,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let session = match authorized(&console, &headers, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let chrome = Chrome::of(&session);
+    let catalog = &console.catalog;
+    let text = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let done: Result<String, Failure> = match what.as_str() {
+        "workflows" => {
+            let status = text(&form.status).unwrap_or_else(|| "draft".to_owned());
+            catalog
+                .create_workflow(&actor(), &id, &form.name, &status)
+                .await
+                .map(|w| format!("/console/workflows/{}", w.id))
+                .map_err(Failure::from)
+        }
+        "numbers" => {
+            let new = NewNumber {
+                project_id: id.clone(),
+                customer_id: text(&form.customer_id),
+                phone_number_id: text(&form.phone_number_id).unwrap_or_default(),
+                display_phone_number: text(&form.display_phone_number).unwrap_or_default(),
+                is_default: form.is_default.is_some(),
+                access_token: text(&form.access_token),
+            };
+            catalog
+                .create_number(&actor(), new)
+                .await
+                .map(|_| format!("/console/projects/{id}"))
+                .map_err(Failure::from)
+        }
+        "customers" => catalog
+            .create_customer(&actor(), &id, &form.name)
+            .await
+            .map(|_| format!("/console/projects/{id}"))
+            .map_err(Failure::from),
+        "api-keys" => {
+            let burst = match text(&form.burst_limit).map(|b| b.parse::<u32>()) {
+                None => Ok(None),
+                Some(Ok(b)) => Ok(Some(b)),
+                Some(Err(_)) => Err(Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "burst_limit: must be a whole number of requests per second",
+                )),
+            };
+            match burst {
+                Err(failure) => Err(failure),
+                Ok(burst) => match catalog
+                    .create_api_key(&actor(), &id, &form.name, burst)
+                    .await
+                {
+                    // The secret is shown once, on this answer only (never stored, never cached).
+                    Ok((key, secret)) => {
+                        let project = match catalog.get_project(&id).await {
+                            Ok(p) => Link::new(&p.id, &p.name),
+                            Err(err) => return Failure::from(err).render(chrome),
+                        };
+                        return page(
+                            StatusCode::OK,
+                            &SecretPage {
+                                chrome,
+                                project,
+                                key_name: key.name,
+                                secret,
+                            },
+                        );
+                    }
+                    Err(err) => Err(Failure::from(err)),
+                },
+            }
+        }
+        _ => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "There is no such console page.",
+        )),
+    };
+    match done {
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(failure) if failure.status == StatusCode::NOT_FOUND => failure.render(chrome),
+        Err(failure) => {
+            let chrome = chrome.with("error", failure.message.clone());
+            render_project(&console, chrome, &id, failure.status).await
+        }
+    }
+}
+
+/// The project of a number, to go back to after changing it.
+async fn project_of_number(console: &Console, config_id: i64) -> Option<String> {
+    let catalog = &console.catalog;
+    let number = catalog
+        .number_by_config_id(catalog.connection(), "config_id", config_id)
+        .await
+        .ok()?;
+    Some(number.project_id)
+}
+
+pub(super) async fn delete_number(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized(&console, &headers, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let chrome = Chrome::of(&session);
+    let Ok(config_id) = id.parse::<i64>() else {
+        return Failure::new(StatusCode::NOT_FOUND, "number not found").render(chrome);
+    };
+    let project = project_of_number(&console, config_id).await;
+    match console.catalog.delete_number(&actor(), config_id).await {
+        Ok(()) => Redirect::to(&project.map_or_else(
+            || "/console/".to_owned(),
+            |p| format!("/console/projects/{p}"),
+        ))
+        .into_response(),
+        Err(err) => {
+            let failure = Failure::from(err);
+            match project {
+                Some(p) => {
+                    let chrome = chrome.with("error", failure.message.clone());
+                    render_project(&console, chrome, &p, failure.status).await
+                }
+                None => failure.render(chrome),
+            }
+        }
+    }
+}
+
+pub(super) async fn revoke_key(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match authorized(&console, &headers, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match console.catalog.revoke_api_key(&actor(), &id).await {
+        Ok(key) => Redirect::to(&format!("/console/projects/{}", key.project_id)).into_response(),
+        Err(err) => Failure::from(err).render(Chrome::of(&session)),
+    }
+}
