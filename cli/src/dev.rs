@@ -256,6 +256,7 @@ fn print_welcome(c: &Credentials, store: &str) {
     println!(
         "\nSwitchboard dev is running (Ctrl-C to stop).\n\
          \n  control plane gRPC   http://{GRPC_LISTEN}\
+         \n  web console          http://{HTTP_LISTEN}/console/ (log in with the admin token below)\
          \n  control plane HTTP   http://{HTTP_LISTEN}/healthz, /metrics\
          \n  data plane HTTP      http://{DATA_PLANE_LISTEN} (platform API, /readyz, /healthz, /metrics)\
          \n  data plane gRPC      http://{DATA_PLANE_GRPC_LISTEN} (Executions)\

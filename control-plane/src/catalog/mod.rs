@@ -21,7 +21,7 @@ mod workflows;
 pub use error::{Error, Holder, Result};
 pub use nodes::{Applied, NodeHello};
 pub use numbers::NewNumber;
-pub use triggers::{TriggerFilter, TriggerPage, TriggerQuery, TriggerSpec, TriggerView};
+pub use triggers::{TriggerFilter, TriggerQuery, TriggerSpec, TriggerView};
 
 use crate::db::audit_event;
 use chrono::{DateTime, Utc};
@@ -32,6 +32,20 @@ use sea_orm::{
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// One page of a list, and how many entries the whole list has.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Which page of a list: `limit` entries from `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub offset: u64,
+    pub limit: u64,
+}
 
 /// Who asked for a change, as recorded in the audit log.
 #[derive(Clone, Debug)]

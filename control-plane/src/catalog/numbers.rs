@@ -1,10 +1,10 @@
 //! WhatsApp numbers (`whatsapp_configs`): ownership, the project default, write-only tokens.
 
-use super::{Actor, Catalog, Change, Error, Result, Routing, now, validate};
+use super::{Actor, Catalog, Change, Error, Page, Result, Routing, Window, now, validate};
 use crate::db::{customer, trigger, whatsapp_config};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 /// What an operator gives to register a number.
@@ -105,6 +105,26 @@ impl Catalog {
             .order_by_asc(whatsapp_config::Column::Id)
             .all(&self.db)
             .await?)
+    }
+
+    /// One page of a project's numbers, in the order they were added.
+    pub async fn numbers_page(
+        &self,
+        project_id: &str,
+        window: Window,
+    ) -> Result<Page<whatsapp_config::Model>> {
+        let project = self.project(&self.db, "project_id", project_id).await?;
+        let select = whatsapp_config::Entity::find()
+            .filter(whatsapp_config::Column::ProjectId.eq(project.id));
+        Ok(Page {
+            total: select.clone().count(&self.db).await?,
+            items: select
+                .order_by_asc(whatsapp_config::Column::Id)
+                .offset(window.offset)
+                .limit(window.limit)
+                .all(&self.db)
+                .await?,
+        })
     }
 
     /// Deletes a number that no trigger uses any more.

@@ -7,7 +7,10 @@
 //! Checks run inside the catalog write lock (see `catalog` module docs), so they hold under
 //! concurrency; partial unique indexes in the schema back them.
 
-use super::{Actor, Catalog, Change, Error, Holder, Result, Routing, Write, new_id, now, validate};
+use super::{
+    Actor, Catalog, Change, Error, Holder, Page, Result, Routing, Window, Write, new_id, now,
+    validate,
+};
 use crate::db::{trigger, whatsapp_config, workflow};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -44,22 +47,14 @@ pub enum TriggerFilter {
 }
 
 /// One page of a workflow's triggers, filtered (the console's trigger list).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TriggerQuery {
     pub workflow_id: String,
     pub trigger_type: Option<TriggerType>,
     pub active: Option<bool>,
     /// Meta's id of the number the triggers are on.
     pub phone_number_id: Option<String>,
-    pub limit: u64,
-    pub offset: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct TriggerPage {
-    pub triggers: Vec<TriggerView>,
-    /// Triggers matching the filters, over every page.
-    pub total: u64,
+    pub window: Window,
 }
 
 impl Catalog {
@@ -111,7 +106,7 @@ impl Catalog {
     }
 
     /// One page of a workflow's triggers matching `query`, oldest first.
-    pub async fn trigger_page(&self, query: &TriggerQuery) -> Result<TriggerPage> {
+    pub async fn trigger_page(&self, query: &TriggerQuery) -> Result<Page<TriggerView>> {
         use trigger::Column as C;
         let workflow = self
             .workflow(&self.db, "workflow_id", &query.workflow_id)
@@ -136,12 +131,12 @@ impl Catalog {
         // Ids are UUIDv7: their order is the order of creation.
         let models = select
             .order_by_asc(C::Id)
-            .limit(query.limit)
-            .offset(query.offset)
+            .limit(query.window.limit)
+            .offset(query.window.offset)
             .all(&self.db)
             .await?;
-        Ok(TriggerPage {
-            triggers: self.views(&self.db, models).await?,
+        Ok(Page {
+            items: self.views(&self.db, models).await?,
             total,
         })
     }

@@ -1,10 +1,10 @@
 //! Workflows: creation, status (only `active` workflows route), deletion with their triggers.
 
-use super::{Actor, Catalog, Change, Error, Result, Routing, new_id, now, validate};
+use super::{Actor, Catalog, Change, Error, Page, Result, Routing, Window, new_id, now, validate};
 use crate::db::{trigger, workflow};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, ModelTrait,
-    QueryFilter, QueryOrder, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -51,6 +51,25 @@ impl Catalog {
             .order_by_asc(workflow::Column::Id)
             .all(&self.db)
             .await?)
+    }
+
+    /// One page of a project's workflows, in the order they were created.
+    pub async fn workflows_page(
+        &self,
+        project_id: &str,
+        window: Window,
+    ) -> Result<Page<workflow::Model>> {
+        let project = self.project(&self.db, "project_id", project_id).await?;
+        let select = workflow::Entity::find().filter(workflow::Column::ProjectId.eq(project.id));
+        Ok(Page {
+            total: select.clone().count(&self.db).await?,
+            items: select
+                .order_by_asc(workflow::Column::Id)
+                .offset(window.offset)
+                .limit(window.limit)
+                .all(&self.db)
+                .await?,
+        })
     }
 
     pub async fn set_workflow_status(

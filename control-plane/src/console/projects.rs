@@ -3,11 +3,11 @@
 
 use super::views::{self, Chrome, Link};
 use super::{Console, CsrfForm, Failure, actor, authenticated, authorized, page};
-use crate::catalog::{self, NewNumber};
+use crate::catalog::{self, NewNumber, Window};
 use crate::db::{api_key, customer, whatsapp_config, workflow};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -110,7 +110,14 @@ struct ProjectPage {
     chrome: Chrome,
     project: Link,
     workflows: Vec<WorkflowRow>,
+    workflow_total: u64,
+    workflows_newer: Option<String>,
+    workflows_older: Option<String>,
     numbers: Vec<NumberRow>,
+    number_total: u64,
+    numbers_newer: Option<String>,
+    numbers_older: Option<String>,
+    page_size: u64,
     customers: Vec<Link>,
     keys: Vec<KeyRow>,
     audit: Vec<views::AuditRow>,
@@ -142,29 +149,62 @@ struct KeyRow {
 
 /// Audit events on a project's page.
 const RECENT_AUDIT: u32 = 10;
+/// Workflows and numbers shown per page.
+const PAGE: u64 = 50;
+
+/// Which page of each list a project's page shows, as it stands in the URL.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub(super) struct Pages {
+    #[serde(default)]
+    workflows: u64,
+    #[serde(default)]
+    numbers: u64,
+}
+
+impl Pages {
+    fn href(self) -> String {
+        format!("?workflows={}&numbers={}", self.workflows, self.numbers)
+    }
+
+    fn window(page: u64) -> Window {
+        Window {
+            offset: page * PAGE,
+            limit: PAGE,
+        }
+    }
+}
 
 pub(super) async fn project(
     State(console): State<Console>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(pages): Query<Pages>,
 ) -> Response {
-    let session = match authenticated(&console, &headers, &format!("/console/projects/{id}")) {
+    let here = format!("/console/projects/{id}{}", pages.href());
+    let session = match authenticated(&console, &headers, &here) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    render_project(&console, Chrome::of(&session), &id, StatusCode::OK).await
+    render_project(&console, Chrome::of(&session), &id, pages, StatusCode::OK).await
 }
 
 async fn render_project(
     console: &Console,
     chrome: Chrome,
     id: &str,
+    pages: Pages,
     status: StatusCode,
 ) -> Response {
     let loaded = async {
         let project = console.catalog.get_project(id).await?;
-        let workflows = console.catalog.list_workflows(&project.id).await?;
-        let numbers = console.catalog.list_numbers(&project.id).await?;
+        let workflows = console
+            .catalog
+            .workflows_page(&project.id, Pages::window(pages.workflows))
+            .await?;
+        let numbers = console
+            .catalog
+            .numbers_page(&project.id, Pages::window(pages.numbers))
+            .await?;
         let customers = console.catalog.list_customers(&project.id).await?;
         let keys = console.catalog.list_api_keys(&project.id).await?;
         let audit = console
@@ -186,14 +226,30 @@ async fn render_project(
             .map(|c| c.name.clone())
             .unwrap_or_default()
     };
+    // The links to the neighbouring pages of each list.
+    let newer =
+        |page: u64, with: fn(Pages, u64) -> Pages| (page > 0).then(|| with(pages, page - 1).href());
+    let older = |page: u64, total: u64, with: fn(Pages, u64) -> Pages| {
+        ((page + 1) * PAGE < total).then(|| with(pages, page + 1).href())
+    };
+    let at_workflows = |p: Pages, n| Pages { workflows: n, ..p };
+    let at_numbers = |p: Pages, n| Pages { numbers: n, ..p };
     page(
         status,
         &ProjectPage {
-            workflows: workflows.iter().map(workflow_row).collect(),
+            workflows: workflows.items.iter().map(workflow_row).collect(),
+            workflow_total: workflows.total,
+            workflows_newer: newer(pages.workflows, at_workflows),
+            workflows_older: older(pages.workflows, workflows.total, at_workflows),
             numbers: numbers
+                .items
                 .iter()
                 .map(|n| number_row(n, customer_name(&n.customer_id)))
                 .collect(),
+            number_total: numbers.total,
+            numbers_newer: newer(pages.numbers, at_numbers),
+            numbers_older: older(pages.numbers, numbers.total, at_numbers),
+            page_size: PAGE,
             customers: customers
                 .iter()
                 .map(|c: &customer::Model| Link::new(&c.id, &c.name))
@@ -359,7 +415,7 @@ pub(super) async fn create_in_project(
         Err(failure) if failure.status == StatusCode::NOT_FOUND => failure.render(chrome),
         Err(failure) => {
             let chrome = chrome.with("error", failure.message.clone());
-            render_project(&console, chrome, &id, failure.status).await
+            render_project(&console, chrome, &id, Pages::default(), failure.status).await
         }
     }
 }
@@ -400,7 +456,7 @@ pub(super) async fn delete_number(
             match project {
                 Some(p) => {
                     let chrome = chrome.with("error", failure.message.clone());
-                    render_project(&console, chrome, &p, failure.status).await
+                    render_project(&console, chrome, &p, Pages::default(), failure.status).await
                 }
                 None => failure.render(chrome),
             }

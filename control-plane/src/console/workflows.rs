@@ -5,7 +5,7 @@
 
 use super::views::{self, Choice, Chrome, Link};
 use super::{Console, Failure, actor, authenticated, authorized, page, urlencode};
-use crate::catalog::{self, Holder, TriggerQuery, TriggerSpec, TriggerView};
+use crate::catalog::{self, Holder, TriggerQuery, TriggerSpec, TriggerView, Window};
 use crate::db::workflow;
 use askama::Template;
 use axum::Form;
@@ -17,6 +17,10 @@ use switchboard_proto::wire::{EventType, TriggerType};
 
 /// Triggers shown per page.
 const PAGE: u64 = 50;
+/// Up to this many numbers, the forms offer them in a list; past it, the number is typed.
+const LISTED_NUMBERS: u64 = 100;
+/// Up to this many triggers, "replace all" starts from them; past it, from nothing.
+const PREFILLED_TRIGGERS: u64 = 100;
 /// Executions shown on a workflow's page.
 const RECENT_EXECUTIONS: u32 = 10;
 
@@ -66,6 +70,9 @@ struct WorkflowPage {
     type_filter: Vec<Choice>,
     state_filter: Vec<Choice>,
     number_filter: Vec<Choice>,
+    /// Past [`LISTED_NUMBERS`]: the forms take a typed number.
+    many_numbers: bool,
+    number: String,
     newer: Option<String>,
     older: Option<String>,
     numbers: Vec<String>,
@@ -100,6 +107,8 @@ struct ExecutionRow {
 struct Conflict {
     message: String,
     holder: Holder,
+    /// The name of the holder's workflow (its id when it cannot be read).
+    holder_workflow: String,
     /// The form that takes the slot: where it posts and the fields it sends again.
     action: String,
     fields: Vec<(String, String)>,
@@ -168,9 +177,14 @@ async fn render(
     chrome: Chrome,
     id: &str,
     filters: &Filters,
-    conflict: Option<Conflict>,
+    mut conflict: Option<Conflict>,
     status: StatusCode,
 ) -> Response {
+    if let Some(c) = &mut conflict
+        && let Ok(w) = console.catalog.get_workflow(&c.holder.workflow_id).await
+    {
+        c.holder_workflow = w.name;
+    }
     let page_no = filters.page.unwrap_or(0);
     let query = TriggerQuery {
         workflow_id: id.to_owned(),
@@ -181,36 +195,50 @@ async fn render(
             _ => None,
         },
         phone_number_id: filters.number.clone().filter(|n| !n.is_empty()),
-        limit: PAGE,
-        offset: page_no * PAGE,
+        window: Window {
+            offset: page_no * PAGE,
+            limit: PAGE,
+        },
     };
     let catalog = &console.catalog;
     let loaded = async {
         let workflow = catalog.get_workflow(id).await?;
         let project = catalog.get_project(&workflow.project_id).await?;
         let triggers = catalog.trigger_page(&query).await?;
-        let all = catalog
-            .trigger_page(&TriggerQuery {
-                workflow_id: workflow.id.clone(),
-                limit: 1000,
-                ..TriggerQuery::default()
-            })
+        let unfiltered = |trigger_type, limit| TriggerQuery {
+            workflow_id: workflow.id.clone(),
+            trigger_type,
+            active: None,
+            phone_number_id: None,
+            window: Window { offset: 0, limit },
+        };
+        let api = catalog
+            .trigger_page(&unfiltered(Some(TriggerType::ApiCall), 1))
             .await?;
-        let numbers = catalog.list_numbers(&project.id).await?;
+        let all = catalog
+            .trigger_page(&unfiltered(None, PREFILLED_TRIGGERS))
+            .await?;
+        let listed = Window {
+            offset: 0,
+            limit: LISTED_NUMBERS + 1,
+        };
+        let numbers = catalog.numbers_page(&project.id, listed).await?;
         let nodes = catalog.list_nodes().await?;
-        Ok::<_, catalog::Error>((workflow, project, triggers, all, numbers, nodes))
+        Ok::<_, catalog::Error>((workflow, project, triggers, api, all, numbers, nodes))
     };
-    let (workflow, project, triggers, all, numbers, nodes) = match loaded.await {
+    let (workflow, project, triggers, api, all, numbers, nodes) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return Failure::from(err).render(chrome),
     };
     let active = workflow.status == "active";
-    let has_api_trigger = all
-        .triggers
-        .iter()
-        .any(|t| t.trigger.trigger_type == TriggerType::ApiCall.as_str());
+    let many_numbers = numbers.total > LISTED_NUMBERS;
+    let numbers = if many_numbers {
+        Vec::new()
+    } else {
+        numbers.items
+    };
     let http = super::dataplane::pick(&nodes).map(|n| format!("http://{}", n.address));
-    let curl = has_api_trigger.then(|| curl(&workflow, http.as_deref()));
+    let curl = (api.total > 0).then(|| curl(&workflow, http.as_deref()));
     let executions = match console
         .nodes
         .executions(&project.id, &workflow.id, RECENT_EXECUTIONS, None)
@@ -229,7 +257,7 @@ async fn render(
             .collect()),
         Err(err) => Err(err.to_string()),
     };
-    let shown = triggers.triggers.len() as u64;
+    let shown = triggers.items.len() as u64;
     page(
         status,
         &WorkflowPage {
@@ -237,7 +265,7 @@ async fn render(
             project: Link::new(&project.id, &project.name),
             active,
             triggers: triggers
-                .triggers
+                .items
                 .iter()
                 .map(|t| trigger_row(t, active))
                 .collect(),
@@ -262,9 +290,15 @@ async fn render(
                 filters.number.as_deref().unwrap_or_default(),
             ),
             numbers: numbers.iter().map(|n| n.phone_number_id.clone()).collect(),
+            many_numbers,
+            number: filters.number.clone().unwrap_or_default(),
             events: EventType::ALL.iter().map(|e| e.as_str()).collect(),
             trigger_types: TriggerType::ALL.iter().map(|t| t.as_str()).collect(),
-            replace_json: replace_json(&all.triggers),
+            replace_json: if all.total <= PREFILLED_TRIGGERS {
+                replace_json(&all.items)
+            } else {
+                String::new()
+            },
             conflict,
             curl,
             executions,
@@ -442,7 +476,11 @@ pub(super) async fn change_workflow(
         Ok(to) => Redirect::to(&to).into_response(),
         Err((failure, _)) if failure.status == StatusCode::NOT_FOUND => failure.render(chrome),
         Err((failure, conflict)) => {
-            let chrome = chrome.with("error", failure.message.clone());
+            // A conflict has its own card; anything else is the page's notice.
+            let chrome = match conflict {
+                Some(_) => chrome,
+                None => chrome.with("error", failure.message.clone()),
+            };
             render(
                 &console,
                 chrome,
@@ -466,6 +504,7 @@ fn conflict(
             let (action, fields) = offer(holder);
             Some(Conflict {
                 message: err.to_string(),
+                holder_workflow: holder.workflow_id.clone(),
                 holder: holder.clone(),
                 action,
                 fields,
@@ -585,7 +624,11 @@ pub(super) async fn change_trigger(
                     vec![("holder".to_owned(), holder.trigger_id.clone())],
                 )
             });
-            let chrome = chrome.with("error", failure.message.clone());
+            // A conflict has its own card; anything else is the page's notice.
+            let chrome = match conflict {
+                Some(_) => chrome,
+                None => chrome.with("error", failure.message.clone()),
+            };
             render(
                 &console,
                 chrome,

@@ -1,7 +1,9 @@
 //! End-to-end tests: real control planes on port 0 against fresh PostgreSQL and SQLite
-//! databases, driven over gRPC and through the real `switchboard` binary.
+//! databases, driven over gRPC, through the real `switchboard` binary, and in a real
+//! browser (the console).
 
 mod api_trigger;
+mod browser;
 mod catalog;
 mod cli;
 mod console;
