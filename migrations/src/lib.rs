@@ -7,7 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_catalog;
 mod m20261126_000001_incremental_routing;
-mod m20261203_000001_node_grpc_address;
+mod m20261203_000001_console;
 
 /// Every migration of the catalog, in order.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_catalog::Migration),
             Box::new(m20261126_000001_incremental_routing::Migration),
-            Box::new(m20261203_000001_node_grpc_address::Migration),
+            Box::new(m20261203_000001_console::Migration),
         ]
     }
 }

@@ -127,6 +127,21 @@ impl Catalog {
         })
     }
 
+    /// A project's first `limit` numbers, in the order they were added.
+    pub async fn first_numbers(
+        &self,
+        project_id: &str,
+        limit: u64,
+    ) -> Result<Vec<whatsapp_config::Model>> {
+        let project = self.project(&self.db, "project_id", project_id).await?;
+        Ok(whatsapp_config::Entity::find()
+            .filter(whatsapp_config::Column::ProjectId.eq(project.id))
+            .order_by_asc(whatsapp_config::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
     /// Deletes a number that no trigger uses any more.
     pub async fn delete_number(&self, actor: &Actor, config_id: i64) -> Result<()> {
         let write = self.write(Routing::Changes).await?;

@@ -141,6 +141,17 @@ impl Catalog {
         })
     }
 
+    /// Whether a workflow has a trigger of `kind`, active or not.
+    pub async fn has_trigger(&self, workflow_id: &str, kind: TriggerType) -> Result<bool> {
+        let workflow = self.workflow(&self.db, "workflow_id", workflow_id).await?;
+        let found = trigger::Entity::find()
+            .filter(trigger::Column::WorkflowId.eq(workflow.id))
+            .filter(trigger::Column::TriggerType.eq(kind.as_str()))
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Activates or deactivates a trigger; a no-op leaves the routing version alone.
     pub async fn set_trigger_active(
         &self,

@@ -19,8 +19,6 @@ use switchboard_proto::wire::{EventType, TriggerType};
 const PAGE: u64 = 50;
 /// Up to this many numbers, the forms offer them in a list; past it, the number is typed.
 const LISTED_NUMBERS: u64 = 100;
-/// Up to this many triggers, "replace all" starts from them; past it, from nothing.
-const PREFILLED_TRIGGERS: u64 = 100;
 /// Executions shown on a workflow's page.
 const RECENT_EXECUTIONS: u32 = 10;
 
@@ -205,40 +203,27 @@ async fn render(
         let workflow = catalog.get_workflow(id).await?;
         let project = catalog.get_project(&workflow.project_id).await?;
         let triggers = catalog.trigger_page(&query).await?;
-        let unfiltered = |trigger_type, limit| TriggerQuery {
-            workflow_id: workflow.id.clone(),
-            trigger_type,
-            active: None,
-            phone_number_id: None,
-            window: Window { offset: 0, limit },
-        };
-        let api = catalog
-            .trigger_page(&unfiltered(Some(TriggerType::ApiCall), 1))
+        let has_api = catalog
+            .has_trigger(&workflow.id, TriggerType::ApiCall)
             .await?;
-        let all = catalog
-            .trigger_page(&unfiltered(None, PREFILLED_TRIGGERS))
+        let numbers = catalog
+            .first_numbers(&project.id, LISTED_NUMBERS + 1)
             .await?;
-        let listed = Window {
-            offset: 0,
-            limit: LISTED_NUMBERS + 1,
-        };
-        let numbers = catalog.numbers_page(&project.id, listed).await?;
         let nodes = catalog.list_nodes().await?;
-        Ok::<_, catalog::Error>((workflow, project, triggers, api, all, numbers, nodes))
+        Ok::<_, catalog::Error>((workflow, project, triggers, has_api, numbers, nodes))
     };
-    let (workflow, project, triggers, api, all, numbers, nodes) = match loaded.await {
+    let (workflow, project, triggers, has_api, numbers, nodes) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return Failure::from(err).render(chrome),
     };
     let active = workflow.status == "active";
-    let many_numbers = numbers.total > LISTED_NUMBERS;
-    let numbers = if many_numbers {
-        Vec::new()
-    } else {
-        numbers.items
-    };
+    let many_numbers = numbers.len() as u64 > LISTED_NUMBERS;
+    let numbers = if many_numbers { Vec::new() } else { numbers };
+    // "Replace all" starts from the triggers when this page holds all of them.
+    let unfiltered = filters.kind.is_none() && filters.state.is_none() && filters.number.is_none();
+    let whole = unfiltered && page_no == 0 && triggers.total <= PAGE;
     let http = super::dataplane::pick(&nodes).map(|n| format!("http://{}", n.address));
-    let curl = (api.total > 0).then(|| curl(&workflow, http.as_deref()));
+    let curl = has_api.then(|| curl(&workflow, http.as_deref()));
     let executions = match console
         .nodes
         .executions(&project.id, &workflow.id, RECENT_EXECUTIONS, None)
@@ -294,8 +279,8 @@ async fn render(
             number: filters.number.clone().unwrap_or_default(),
             events: EventType::ALL.iter().map(|e| e.as_str()).collect(),
             trigger_types: TriggerType::ALL.iter().map(|t| t.as_str()).collect(),
-            replace_json: if all.total <= PREFILLED_TRIGGERS {
-                replace_json(&all.items)
+            replace_json: if whole {
+                replace_json(&triggers.items)
             } else {
                 String::new()
             },
