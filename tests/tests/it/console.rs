@@ -566,3 +566,41 @@ async fn the_flow_test_runs_each_trigger_type_on_a_data_plane() -> anyhow::Resul
     assert!(ask.body.contains("Which project"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_workflow_takes_its_triggers_and_leaves_its_project() -> anyhow::Result<()> {
+    let (_db, cp, mut c) = boot().await?;
+    c.login(ADMIN_TOKEN).await?;
+    let mut admin = cp.admin().await?;
+    let project = admin.project("acme").await?;
+    let workflow = admin.workflow(&project.id, "gone", "draft").await?;
+    admin
+        .trigger(
+            &workflow.id,
+            switchboard_tests::admin::spec("api_call", None, None),
+        )
+        .await?;
+    let page = c
+        .get(&format!("/console/workflows/{}", workflow.id))
+        .await?;
+    assert!(page.body.contains("Delete the workflow"));
+    let gone = c
+        .submit(&format!("/console/workflows/{}/delete", workflow.id), &[])
+        .await?;
+    assert_eq!(
+        gone.location(),
+        Some(format!("/console/projects/{}", project.id).as_str())
+    );
+    assert_eq!(
+        c.get(&format!("/console/workflows/{}", workflow.id))
+            .await?
+            .status,
+        404
+    );
+    let audit = admin.audit(1).await?;
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].actor.as_str()),
+        ("workflow.delete", "console")
+    );
+    Ok(())
+}
