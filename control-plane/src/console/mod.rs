@@ -21,7 +21,8 @@ mod workflows;
 
 use crate::catalog::{self, Actor, Catalog};
 use askama::Template;
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -29,6 +30,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use dataplane::DataPlanes;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use session::{Key, LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -234,41 +236,60 @@ impl Failure {
     }
 }
 
-/// The session of a request, or the answer to give instead (the login page for a page,
-/// 403 for a form).
-fn authenticated(
-    console: &Console,
-    headers: &HeaderMap,
-    uri: &str,
-) -> Result<Session, Box<Response>> {
-    match Session::from_headers(&console.key, headers, now()) {
-        Some(session) => Ok(session),
-        None => {
-            let next = urlencode(uri);
-            Err(Box::new(
-                Redirect::to(&format!("/console/login?next={next}")).into_response(),
-            ))
+/// A page request of a logged-in operator; without a session, the login page (which comes
+/// back here).
+pub(crate) struct Authenticated(pub Session);
+
+impl FromRequestParts<Console> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        match Session::from_headers(&console.key, &parts.headers, now()) {
+            Some(session) => Ok(Self(session)),
+            None => {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/console/", |p| p.as_str());
+                let next = urlencode(here);
+                Err(Redirect::to(&format!("/console/login?next={next}")).into_response())
+            }
         }
     }
 }
 
-/// The session of a state-changing request, checked against its form token and origin.
-fn authorized(
-    console: &Console,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Session, Box<Response>> {
-    let Some(session) = Session::from_headers(&console.key, headers, now()) else {
-        return Err(Box::new(Failure::forbidden().render(Chrome::anonymous())));
-    };
-    if !session.accepts(csrf) || !session::same_origin(headers) {
-        tracing::warn!(
-            session = session.id(),
-            "console form refused: CSRF check failed"
-        );
-        return Err(Box::new(Failure::forbidden().render(Chrome::of(&session))));
+/// A form that carries the session's CSRF token (`_csrf`).
+pub(crate) trait Csrf {
+    fn csrf(&self) -> &str;
+}
+
+/// A state-changing form of a logged-in operator, checked: the session's CSRF token and, when
+/// the browser sends one, an `Origin` of this host; else 403 and nothing happens.
+pub(crate) struct Checked<F>(pub Session, pub F);
+
+impl<F> FromRequest<Console> for Checked<F>
+where
+    F: DeserializeOwned + Csrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, console: &Console) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let Form(form) = Form::<F>::from_request(request, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(session) = Session::from_headers(&console.key, &headers, now()) else {
+            return Err(Failure::forbidden().render(Chrome::anonymous()));
+        };
+        if !session.accepts(form.csrf()) || !session::same_origin(&headers) {
+            tracing::warn!(
+                session = session.id(),
+                "console form refused: CSRF check failed"
+            );
+            return Err(Failure::forbidden().render(Chrome::of(&session)));
+        }
+        Ok(Self(session, form))
     }
-    Ok(session)
 }
 
 fn urlencode(text: &str) -> String {
@@ -386,32 +407,29 @@ struct LogoutPage {
     chrome: Chrome,
 }
 
-async fn logout_page(State(console): State<Console>, headers: HeaderMap) -> Response {
-    match authenticated(&console, &headers, "/console/") {
-        Ok(session) => page(
-            StatusCode::OK,
-            &LogoutPage {
-                chrome: Chrome::of(&session),
-            },
-        ),
-        Err(_) => Redirect::to("/console/login").into_response(),
-    }
+async fn logout_page(Authenticated(session): Authenticated) -> Response {
+    page(
+        StatusCode::OK,
+        &LogoutPage {
+            chrome: Chrome::of(&session),
+        },
+    )
 }
 
+/// A form with nothing but its CSRF token (a button).
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default, rename = "_csrf")]
     csrf: String,
 }
 
-async fn logout(
-    State(console): State<Console>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(refused) = authorized(&console, &headers, &form.csrf) {
-        return *refused;
+impl Csrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
+}
+
+async fn logout(Checked(_, _): Checked<CsrfForm>) -> Response {
     let mut response = Redirect::to("/console/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -434,11 +452,7 @@ struct NodesPage {
     latest: i64,
 }
 
-async fn nodes(State(console): State<Console>, headers: HeaderMap) -> Response {
-    let session = match authenticated(&console, &headers, "/console/nodes") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+async fn nodes(State(console): State<Console>, Authenticated(session): Authenticated) -> Response {
     let chrome = Chrome::of(&session);
     let loaded = async {
         let latest = console.catalog.routing_version().await?;
@@ -482,13 +496,9 @@ const AUDIT_PAGE: u32 = 50;
 
 async fn audit(
     State(console): State<Console>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let session = match authenticated(&console, &headers, "/console/audit") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let project = q.project.filter(|p| !p.is_empty());
     let before = q.before.filter(|b| !b.is_empty());

@@ -2,13 +2,12 @@
 //! customers, API keys and recent audit, with the forms that create and remove them.
 
 use super::views::{self, Chrome, Link};
-use super::{Console, CsrfForm, Failure, actor, authenticated, authorized, page};
+use super::{Authenticated, Checked, Console, CsrfForm, Failure, actor, page};
 use crate::catalog::{self, NewNumber, Window};
 use crate::db::{api_key, customer, whatsapp_config, workflow};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -34,11 +33,10 @@ struct NodesSummary {
     failing: usize,
 }
 
-pub(super) async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
-    let session = match authenticated(&console, &headers, "/console/") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn overview(
+    State(console): State<Console>,
+    Authenticated(session): Authenticated,
+) -> Response {
     render_overview(&console, Chrome::of(&session), StatusCode::OK).await
 }
 
@@ -87,13 +85,8 @@ pub(super) struct NameForm {
 
 pub(super) async fn create_project(
     State(console): State<Console>,
-    headers: HeaderMap,
-    Form(form): Form<NameForm>,
+    Checked(session, form): Checked<NameForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     match console.catalog.create_project(&actor(), &form.name).await {
         Ok(project) => Redirect::to(&format!("/console/projects/{}", project.id)).into_response(),
         Err(err) => {
@@ -176,15 +169,10 @@ impl Pages {
 
 pub(super) async fn project(
     State(console): State<Console>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(pages): Query<Pages>,
 ) -> Response {
-    let here = format!("/console/projects/{id}{}", pages.href());
-    let session = match authenticated(&console, &headers, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     render_project(&console, Chrome::of(&session), &id, pages, StatusCode::OK).await
 }
 
@@ -325,14 +313,9 @@ struct SecretPage {
 /// `POST /console/projects/{id}/{workflows|numbers|customers|api-keys}`.
 pub(super) async fn create_in_project(
     State(console): State<Console>,
-    headers: HeaderMap,
     Path((id, what)): Path<(String, String)>,
-    Form(form): Form<CreateForm>,
+    Checked(session, form): Checked<CreateForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let catalog = &console.catalog;
     let text = |v: &Option<String>| {
@@ -432,14 +415,9 @@ async fn project_of_number(console: &Console, config_id: i64) -> Option<String> 
 
 pub(super) async fn delete_number(
     State(console): State<Console>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Checked(session, _): Checked<CsrfForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let Ok(config_id) = id.parse::<i64>() else {
         return Failure::new(StatusCode::NOT_FOUND, "number not found").render(chrome);
@@ -466,16 +444,23 @@ pub(super) async fn delete_number(
 
 pub(super) async fn revoke_key(
     State(console): State<Console>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Checked(session, _): Checked<CsrfForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     match console.catalog.revoke_api_key(&actor(), &id).await {
         Ok(key) => Redirect::to(&format!("/console/projects/{}", key.project_id)).into_response(),
         Err(err) => Failure::from(err).render(Chrome::of(&session)),
+    }
+}
+
+impl super::Csrf for NameForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl super::Csrf for CreateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }

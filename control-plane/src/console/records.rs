@@ -3,11 +3,11 @@
 //! link names (`?project=`); without one, the page asks which project.
 
 use super::views::{self, Chrome, Link};
-use super::{Console, Failure, authenticated, page};
+use super::{Authenticated, Console, Failure, page};
 use crate::catalog;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -94,19 +94,11 @@ fn event_row(json: &str) -> EventRow {
 
 pub(super) async fn execution(
     State(console): State<Console>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(q): Query<ProjectQuery>,
 ) -> Response {
     let path = format!("/console/executions/{id}");
-    let here = match &q.project {
-        Some(p) => format!("{path}?project={p}"),
-        None => path.clone(),
-    };
-    let session = match authenticated(&console, &headers, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let Some(project_id) = q.project.filter(|p| !p.is_empty()) else {
         return pick_project(&console, chrome, "execution", path).await;
@@ -166,19 +158,11 @@ struct ConversationPage {
 
 pub(super) async fn conversation(
     State(console): State<Console>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(q): Query<ProjectQuery>,
 ) -> Response {
     let path = format!("/console/conversations/{id}");
-    let here = match &q.project {
-        Some(p) => format!("{path}?project={p}"),
-        None => path.clone(),
-    };
-    let session = match authenticated(&console, &headers, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let Some(project_id) = q.project.filter(|p| !p.is_empty()) else {
         return pick_project(&console, chrome, "conversation", path).await;

@@ -4,13 +4,12 @@
 //! recent executions and the Flow Test.
 
 use super::views::{self, Choice, Chrome, Link};
-use super::{Console, Failure, actor, authenticated, authorized, page, urlencode};
+use super::{Authenticated, Checked, Console, Failure, actor, page, urlencode};
 use crate::catalog::{self, Holder, TriggerQuery, TriggerSpec, TriggerView, Window};
 use crate::db::workflow;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use switchboard_proto::wire::{EventType, TriggerType};
@@ -114,18 +113,10 @@ struct Conflict {
 
 pub(super) async fn workflow(
     State(console): State<Console>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(filters): Query<Filters>,
 ) -> Response {
-    let uri = format!(
-        "/console/workflows/{id}{}",
-        filters.href(filters.page.unwrap_or(0))
-    );
-    let session = match authenticated(&console, &headers, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     render(
         &console,
         Chrome::of(&session),
@@ -351,14 +342,9 @@ fn yes() -> bool {
 /// `POST /console/workflows/{id}/{status|triggers|replace|test|delete}`.
 pub(super) async fn change_workflow(
     State(console): State<Console>,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<WorkflowForm>,
+    Checked(session, form): Checked<WorkflowForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let catalog = &console.catalog;
     let back = format!("/console/workflows/{id}");
@@ -560,14 +546,9 @@ pub(super) struct TriggerForm {
 /// `POST /console/triggers/{id}/{activate|deactivate|delete|take-over}`.
 pub(super) async fn change_trigger(
     State(console): State<Console>,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<TriggerForm>,
+    Checked(session, form): Checked<TriggerForm>,
 ) -> Response {
-    let session = match authorized(&console, &headers, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let chrome = Chrome::of(&session);
     let catalog = &console.catalog;
     let trigger = match catalog.get_trigger(&id).await {
@@ -624,5 +605,17 @@ pub(super) async fn change_trigger(
             )
             .await
         }
+    }
+}
+
+impl super::Csrf for WorkflowForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl super::Csrf for TriggerForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }
