@@ -203,25 +203,10 @@ impl Catalog {
             .workflow(&write.txn, "workflow_id", workflow_id)
             .await?;
         let holder = self.trigger(&write.txn, holder_id).await?;
-        if !holder.active {
-            return Err(Error::FailedPrecondition(format!(
-                "trigger {} is not active: it holds no slot",
-                holder.id
-            )));
-        }
         // The new trigger, checked first as if the holder stayed: it must be what holds
-        // its slot.
+        // its slot (a trigger written here goes with the transaction).
         let probe = self.insert_trigger(&write.txn, &workflow, spec, "").await;
-        match probe {
-            Err(Error::SlotTaken { holder: h, .. }) if h.trigger_id == holder.id => {}
-            Err(other) => return Err(other),
-            Ok(view) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "trigger {} does not hold the slot of the new trigger {}",
-                    holder.id, view.trigger.id
-                )));
-            }
-        }
+        held_by(probe, &holder.id, "the new trigger")?;
         let (_, deactivated) = self.switch(&write, holder, false).await?;
         write.record(actor, deactivated).await?;
         let view = self.insert_trigger(&write.txn, &workflow, spec, "").await?;
@@ -246,16 +231,8 @@ impl Catalog {
         holder_id: &str,
     ) -> Result<()> {
         let holder = self.trigger(&write.txn, holder_id).await?;
-        match ensure_no_conflict(&write.txn, candidate).await {
-            Err(Error::SlotTaken { holder: h, .. }) if h.trigger_id == holder.id => {}
-            Err(other) => return Err(other),
-            Ok(()) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "trigger {} does not hold the slot of trigger {}",
-                    holder.id, candidate.id
-                )));
-            }
-        }
+        let checked = ensure_no_conflict(&write.txn, candidate).await;
+        held_by(checked, &holder.id, &format!("trigger {}", candidate.id))?;
         let (_, change) = self.switch(write, holder, false).await?;
         write.record(actor, change).await
     }
@@ -479,6 +456,18 @@ impl Catalog {
                 trigger,
             })
             .collect())
+    }
+}
+
+/// `Ok` when `checked`, the conflict check of `what`, failed on `holder_id` holding its
+/// slot: the one case in which taking that holder's place is what the caller asked for.
+fn held_by<T>(checked: Result<T>, holder_id: &str, what: &str) -> Result<()> {
+    match checked {
+        Err(Error::SlotTaken { holder, .. }) if holder.trigger_id == holder_id => Ok(()),
+        Err(other) => Err(other),
+        Ok(_) => Err(Error::FailedPrecondition(format!(
+            "trigger {holder_id} does not hold the slot of {what}"
+        ))),
     }
 }
 

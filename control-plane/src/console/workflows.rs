@@ -447,11 +447,7 @@ pub(super) async fn change_workflow(
         Ok(to) => Redirect::to(&to).into_response(),
         Err((failure, _)) if failure.status == StatusCode::NOT_FOUND => failure.render(chrome),
         Err((failure, conflict)) => {
-            // A conflict has its own card; anything else is the page's notice.
-            let chrome = match conflict {
-                Some(_) => chrome,
-                None => chrome.with("error", failure.message.clone()),
-            };
+            let chrome = refused(chrome, &failure, &conflict);
             render(
                 &console,
                 chrome,
@@ -462,6 +458,14 @@ pub(super) async fn change_workflow(
             )
             .await
         }
+    }
+}
+
+/// The page's notice of a refusal: a conflict has its own card, anything else is the notice.
+fn refused(chrome: Chrome, failure: &Failure, conflict: &Option<Conflict>) -> Chrome {
+    match conflict {
+        Some(_) => chrome,
+        None => chrome.with("error", failure.message.clone()),
     }
 }
 
@@ -590,11 +594,7 @@ pub(super) async fn change_trigger(
                     vec![("holder".to_owned(), holder.trigger_id.clone())],
                 )
             });
-            // A conflict has its own card; anything else is the page's notice.
-            let chrome = match conflict {
-                Some(_) => chrome,
-                None => chrome.with("error", failure.message.clone()),
-            };
+            let chrome = refused(chrome, &failure, &conflict);
             render(
                 &console,
                 chrome,
