@@ -337,6 +337,71 @@ impl Catalog {
         spec: &TriggerSpec,
         field_prefix: &str,
     ) -> Result<TriggerView> {
+        let at = now();
+        let identity = (new_id(), at);
+        let view = self
+            .validated(conn, workflow, spec, field_prefix, identity)
+            .await?;
+        let model = view.trigger.into_active_model().insert(conn).await?;
+        Ok(TriggerView {
+            trigger: model,
+            phone_number_id: view.phone_number_id,
+        })
+    }
+
+    /// Changes the number and event of a trigger (its type, workflow and state stay), with
+    /// the checks and uniqueness rules of a new one.
+    pub async fn configure_trigger(
+        &self,
+        actor: &Actor,
+        trigger_id: &str,
+        phone_number_id: Option<&str>,
+        event_type: Option<&str>,
+    ) -> Result<TriggerView> {
+        let write = self.write(Routing::Changes).await?;
+        let before = self.trigger(&write.txn, trigger_id).await?;
+        let workflow = self
+            .workflow(&write.txn, "workflow_id", &before.workflow_id)
+            .await?;
+        let spec = TriggerSpec {
+            trigger_type: before.trigger_type.clone(),
+            phone_number_id: phone_number_id.map(str::to_owned),
+            event_type: event_type.map(str::to_owned),
+            active: before.active,
+        };
+        let identity = (before.id.clone(), before.created_at);
+        let after = self
+            .validated(&write.txn, &workflow, &spec, "", identity)
+            .await?;
+        let mut model = after.trigger.clone().into_active_model();
+        model.whatsapp_config_id = Set(after.trigger.whatsapp_config_id);
+        model.event_type = Set(after.trigger.event_type.clone());
+        model.updated_at = Set(now());
+        let updated = model.update(&write.txn).await?;
+        let mut views = self.views(&write.txn, vec![before, updated]).await?;
+        let (after, before) = (views.remove(1), views.remove(0));
+        let change = Change::of(
+            "trigger.configure",
+            "trigger",
+            &after.trigger.id,
+            Some(&after.trigger.project_id),
+            Some(&before),
+            Some(&after),
+        );
+        write.commit(actor, change).await?;
+        Ok(after)
+    }
+
+    /// The trigger `spec` describes in `workflow`, with the id and creation time of
+    /// `identity`, once it passes every check and no other trigger holds its slot.
+    async fn validated(
+        &self,
+        conn: &impl ConnectionTrait,
+        workflow: &workflow::Model,
+        spec: &TriggerSpec,
+        field_prefix: &str,
+        (id, created_at): (String, chrono::DateTime<chrono::Utc>),
+    ) -> Result<TriggerView> {
         let field = |name: &str| format!("{field_prefix}{name}");
         let raw_kind = spec.trigger_type.trim();
         let kind = TriggerType::parse(raw_kind).ok_or_else(|| {
@@ -393,17 +458,16 @@ impl Catalog {
             ),
             None => None,
         };
-        let at = now();
         let candidate = trigger::Model {
-            id: new_id(),
+            id,
             workflow_id: workflow.id.clone(),
             project_id: workflow.project_id.clone(),
             trigger_type: kind.as_str().to_owned(),
             whatsapp_config_id: number.as_ref().map(|n| n.id),
             event_type: event_type.map(str::to_owned),
             active: spec.active,
-            created_at: at,
-            updated_at: at,
+            created_at,
+            updated_at: created_at,
         };
         ensure_no_conflict(conn, &candidate)
             .await
@@ -414,9 +478,8 @@ impl Catalog {
                 }
                 other => other,
             })?;
-        let model = candidate.into_active_model().insert(conn).await?;
         Ok(TriggerView {
-            trigger: model,
+            trigger: candidate,
             phone_number_id: number.map(|n| n.phone_number_id),
         })
     }

@@ -29,6 +29,8 @@ pub(super) struct Filters {
     state: Option<String>,
     number: Option<String>,
     page: Option<u64>,
+    /// A trigger to show the configure form of.
+    configure: Option<String>,
 }
 
 impl Filters {
@@ -76,6 +78,7 @@ struct WorkflowPage {
     events: Vec<&'static str>,
     trigger_types: Vec<&'static str>,
     conflict: Option<Conflict>,
+    configure: Option<Configure>,
     curl: Option<String>,
     executions: Result<Vec<ExecutionRow>, String>,
     replace_json: String,
@@ -98,6 +101,16 @@ struct ExecutionRow {
     trigger_type: String,
     test: bool,
     created_at: String,
+}
+
+/// The configure form of one message or event trigger: its number and event.
+struct Configure {
+    id: String,
+    kind: &'static str,
+    event_trigger: bool,
+    number: String,
+    numbers: Vec<Choice>,
+    events: Vec<Choice>,
 }
 
 /// A refused change whose slot another trigger holds, with how to take its place.
@@ -201,15 +214,51 @@ async fn render(
             .first_numbers(&project.id, LISTED_NUMBERS + 1)
             .await?;
         let nodes = catalog.list_nodes().await?;
-        Ok::<_, catalog::Error>((workflow, project, triggers, has_api, numbers, nodes))
+        let configured = match filters.configure.as_deref() {
+            Some(id) => Some(catalog.get_trigger(id).await?),
+            None => None,
+        };
+        Ok::<_, catalog::Error>((
+            workflow, project, triggers, has_api, numbers, nodes, configured,
+        ))
     };
-    let (workflow, project, triggers, has_api, numbers, nodes) = match loaded.await {
+    let (workflow, project, triggers, has_api, numbers, nodes, configured) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return Failure::from(err).render(chrome),
     };
     let active = workflow.status == "active";
     let many_numbers = numbers.len() as u64 > LISTED_NUMBERS;
     let numbers = if many_numbers { Vec::new() } else { numbers };
+    let configure = configured
+        .filter(|t| t.trigger.workflow_id == workflow.id)
+        .map(|t| {
+            let kind = TriggerType::parse(&t.trigger.trigger_type);
+            let event_trigger = kind == Some(TriggerType::WhatsappEvent);
+            let number = t.phone_number_id.clone().unwrap_or_default();
+            let any = if event_trigger {
+                "every number"
+            } else {
+                "pick a number"
+            };
+            Configure {
+                id: t.trigger.id.clone(),
+                kind: kind.map_or("unknown", TriggerType::as_str),
+                event_trigger,
+                numbers: views::choices(
+                    any,
+                    numbers
+                        .iter()
+                        .map(|n| (n.phone_number_id.as_str(), n.phone_number_id.as_str())),
+                    &number,
+                ),
+                events: views::choices(
+                    "pick an event",
+                    EventType::ALL.iter().map(|e| (e.as_str(), e.as_str())),
+                    t.trigger.event_type.as_deref().unwrap_or_default(),
+                ),
+                number,
+            }
+        });
     // "Replace all" starts from the triggers when this page holds all of them.
     let unfiltered = filters.kind.is_none() && filters.state.is_none() && filters.number.is_none();
     let whole = unfiltered && page_no == 0 && triggers.total <= PAGE;
@@ -276,6 +325,7 @@ async fn render(
                 String::new()
             },
             conflict,
+            configure,
             curl,
             executions,
             chrome,
@@ -507,16 +557,16 @@ async fn flow_test(console: &Console, id: &str, form: &WorkflowForm) -> Result<S
                     "body: must be a JSON object like {\"workflow_execution\": {…}}",
                 ));
             }
-            body["trigger_type"] = "api_call".into();
+            body["trigger_type"] = kind.as_str().into();
             body
         }
         TriggerType::InboundMessage => serde_json::json!({
-            "trigger_type": "inbound_message",
+            "trigger_type": kind.as_str(),
             "conversation_id": present(&form.conversation_id).unwrap_or_default(),
             "message": form.message.clone().unwrap_or_default(),
         }),
         TriggerType::WhatsappEvent => serde_json::json!({
-            "trigger_type": "whatsapp_event",
+            "trigger_type": kind.as_str(),
             "conversation_id": present(&form.conversation_id).unwrap_or_default(),
             "event_type": present(&form.event_type).unwrap_or_default(),
         }),
@@ -545,9 +595,12 @@ pub(super) struct TriggerForm {
     csrf: String,
     /// Take-over: the trigger that holds the slot.
     holder: Option<String>,
+    /// Configure: the trigger's number and event.
+    phone_number_id: Option<String>,
+    event_type: Option<String>,
 }
 
-/// `POST /console/triggers/{id}/{activate|deactivate|delete|take-over}`.
+/// `POST /console/triggers/{id}/{activate|deactivate|configure|delete|take-over}`.
 pub(super) async fn change_trigger(
     State(console): State<Console>,
     Path((id, action)): Path<(String, String)>,
@@ -570,6 +623,15 @@ pub(super) async fn change_trigger(
             .await
             .map(drop),
         "delete" => catalog.delete_trigger(&actor(), &id).await,
+        "configure" => catalog
+            .configure_trigger(
+                &actor(),
+                &id,
+                present(&form.phone_number_id).as_deref(),
+                present(&form.event_type).as_deref(),
+            )
+            .await
+            .map(drop),
         "take-over" => match present(&form.holder) {
             Some(holder) => catalog
                 .activate_replacing(&actor(), &id, &holder)

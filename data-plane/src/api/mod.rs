@@ -107,7 +107,7 @@ impl Platform {
             lifecycle,
             created_api_call: metrics::counter!(
                 "switchboard_executions_created_total",
-                "trigger_type" => "api_call"
+                "trigger_type" => TriggerType::ApiCall.as_str()
             ),
         }
     }

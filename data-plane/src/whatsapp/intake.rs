@@ -6,6 +6,7 @@ use crate::store::conversations::{Apply, MessageOutcome, Route, StatusOutcome};
 use crate::store::rules::Rule;
 use crate::store::{Applied, StoreError};
 use payload::Update;
+use switchboard_proto::wire::TriggerType;
 use uuid::Uuid;
 
 /// Largest accepted webhook body (DESIGN §7).
@@ -65,14 +66,14 @@ impl Counters {
     pub(super) fn new() -> Self {
         let updates = |outcome: &'static str| metrics::counter!("switchboard_webhook_updates_total", "outcome" => outcome);
         let route = |rule: Rule| metrics::counter!("switchboard_webhook_messages_total", "route" => rule.as_str());
-        let started = |trigger_type: &'static str| metrics::counter!("switchboard_executions_created_total", "trigger_type" => trigger_type);
+        let started = |t: TriggerType| metrics::counter!("switchboard_executions_created_total", "trigger_type" => t.as_str());
         Self {
             applied: updates("applied"),
             duplicates: updates("duplicate"),
             routes: RULES.map(route),
             conversations_created: metrics::counter!("switchboard_conversations_total", "event" => "created"),
-            started_inbound: started("inbound_message"),
-            started_event: started("whatsapp_event"),
+            started_inbound: started(TriggerType::InboundMessage),
+            started_event: started(TriggerType::WhatsappEvent),
         }
     }
 

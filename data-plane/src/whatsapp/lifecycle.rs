@@ -12,6 +12,7 @@ use crate::store::conversations::ConversationStatus;
 use crate::store::{Conversation, EndOutcome, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_proto::wire::TriggerType;
 use tokio::sync::watch;
 
 /// Conversations ended per shard per round of the sweep.
@@ -40,7 +41,7 @@ impl Lifecycle {
             ended: metrics::counter!("switchboard_conversations_total", "event" => "ended"),
             started_event: metrics::counter!(
                 "switchboard_executions_created_total",
-                "trigger_type" => "whatsapp_event"
+                "trigger_type" => TriggerType::WhatsappEvent.as_str()
             ),
         }
     }

@@ -604,3 +604,89 @@ async fn a_deleted_workflow_takes_its_triggers_and_leaves_its_project() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_is_configured_with_the_rules_of_a_new_one() -> anyhow::Result<()> {
+    let (_db, cp, mut c) = boot().await?;
+    c.login(ADMIN_TOKEN).await?;
+    let mut admin = cp.admin().await?;
+    let project = admin.project("acme").await?;
+    admin.number(&project.id, "106540352242922", false).await?;
+    let workflow = admin.workflow(&project.id, "events", "active").await?;
+    let read = "whatsapp.message.read";
+    let sent = "whatsapp.message.sent";
+    let on_number = admin
+        .trigger(
+            &workflow.id,
+            switchboard_tests::admin::spec("whatsapp_event", Some("106540352242922"), Some(read)),
+        )
+        .await?;
+    let everywhere = admin
+        .trigger(
+            &workflow.id,
+            switchboard_tests::admin::spec("whatsapp_event", None, Some(sent)),
+        )
+        .await?;
+    let path = format!(
+        "/console/workflows/{}?configure={}",
+        workflow.id, on_number.id
+    );
+    let form = c.get(&path).await?;
+    assert!(form.body.contains("id=\"configure\""));
+    assert!(
+        form.body
+            .contains("<option value=\"106540352242922\" selected>")
+    );
+    assert!(
+        form.body
+            .contains(&format!("<option value=\"{read}\" selected>"))
+    );
+
+    // Project-wide for another event: configured in place, audited.
+    let configure = format!("/console/triggers/{}/configure", on_number.id);
+    let done = c
+        .submit(
+            &configure,
+            &[
+                ("phone_number_id", ""),
+                ("event_type", "whatsapp.message.failed"),
+            ],
+        )
+        .await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let t = admin.triggers_of(&workflow.id).await?;
+    let t = t
+        .iter()
+        .find(|t| t.id == on_number.id)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(t.event_type.as_deref(), Some("whatsapp.message.failed"));
+    assert_eq!(t.phone_number_id, None);
+    assert_eq!(admin.audit(1).await?[0].action, "trigger.configure");
+    // Onto the event the other one covers everywhere: its slot, refused, named, unchanged.
+    let refused = c
+        .submit(
+            &configure,
+            &[("phone_number_id", "106540352242922"), ("event_type", sent)],
+        )
+        .await?;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains(&everywhere.id));
+    let t = admin.triggers_of(&workflow.id).await?;
+    let t = t
+        .iter()
+        .find(|t| t.id == on_number.id)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(t.event_type.as_deref(), Some("whatsapp.message.failed"));
+    // A number of no project of this one: refused with the field.
+    let bad = c
+        .submit(
+            &configure,
+            &[("phone_number_id", "999999999999999"), ("event_type", read)],
+        )
+        .await?;
+    assert_eq!(bad.status, 404, "{}", bad.body);
+    assert!(bad.body.contains("phone_number_id"));
+    Ok(())
+}
