@@ -1,6 +1,7 @@
 //! The command line of `switchboard` (DESIGN §2).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchboard_proto::wire;
 
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version, about = "Switchboard operator CLI")]
@@ -165,12 +166,14 @@ pub enum TriggerType {
 }
 
 impl TriggerType {
+    /// The wire name (`switchboard_proto::wire::TriggerType`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InboundMessage => "inbound_message",
-            Self::WhatsappEvent => "whatsapp_event",
-            Self::ApiCall => "api_call",
-        }
+        let wire = match self {
+            Self::InboundMessage => wire::TriggerType::InboundMessage,
+            Self::WhatsappEvent => wire::TriggerType::WhatsappEvent,
+            Self::ApiCall => wire::TriggerType::ApiCall,
+        };
+        wire.as_str()
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use switchboard_proto::v1 as pb;
+use switchboard_proto::wire::TriggerType;
 
 /// Meta phone_number_id and display number of the demo number (DESIGN §2).
 const DEMO_PHONE_NUMBER_ID: &str = "123456789012345";
@@ -225,7 +226,7 @@ async fn seed(client: &mut Client, credentials: &mut Credentials) -> Result<(), 
         .create_trigger(pb::CreateTriggerRequest {
             workflow_id: workflow.id.clone(),
             spec: Some(pb::TriggerSpec {
-                r#type: "api_call".into(),
+                r#type: TriggerType::ApiCall.as_str().into(),
                 ..Default::default()
             }),
         })
