@@ -40,6 +40,8 @@ fn bench(c: &mut Criterion) {
         request_ip: "127.0.0.1",
         request_timestamp: "2026-11-26T01:02:03.456Z",
         test: false,
+        // The default number binds the execution to a conversation (a placeholder here).
+        conversation_id: Some("5b0e8e0b8a1f4c7e9d2a6b3c4d5e6f70"),
     };
     c.bench_function("api_trigger/phone_normalize", |b| {
         b.iter(|| phone::normalize(black_box("+1 (234) 567-890")))

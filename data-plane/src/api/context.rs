@@ -28,6 +28,11 @@ pub struct Origin<'a> {
     pub request_timestamp: &'a str,
     /// A test run (`system.test`).
     pub test: bool,
+    /// Where the id of the conversation it joins goes (a [`Placeholder`] id), when it joins
+    /// one (DESIGN §12).
+    ///
+    /// [`Placeholder`]: crate::store::conversations::Placeholder
+    pub conversation_id: Option<&'a str>,
 }
 
 /// Builds the context and serialises it. The request's own keys come first and system keys
@@ -61,22 +66,32 @@ struct Metadata<'a> {
     request_timestamp: &'a str,
 }
 
-/// The request's context members, then Switchboard's `phone_number` and `channel`.
+/// The request's context members, then Switchboard's `phone_number`, `channel` and, when
+/// it joins one, `conversation_id`.
 struct Context<'a> {
     request: &'a Members<'a>,
     phone_number: &'a str,
+    conversation_id: Option<&'a str>,
 }
 
 impl Serialize for Context<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
+        let ours = |name: &str| {
+            name == "phone_number"
+                || name == "channel"
+                || (name == "conversation_id" && self.conversation_id.is_some())
+        };
         for (name, value) in self.request {
-            if name != "phone_number" && name != "channel" {
+            if !ours(name) {
                 map.serialize_entry(name, value)?;
             }
         }
         map.serialize_entry("phone_number", self.phone_number)?;
         map.serialize_entry("channel", "api")?;
+        if let Some(id) = self.conversation_id {
+            map.serialize_entry("conversation_id", id)?;
+        }
         map.end()
     }
 }
@@ -110,6 +125,7 @@ impl Serialize for Root<'_> {
             &Context {
                 request: &call.context,
                 phone_number: &call.phone_number,
+                conversation_id: origin.conversation_id,
             },
         )?;
         map.serialize_entry("vars", &call.variables)?;

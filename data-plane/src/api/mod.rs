@@ -18,10 +18,12 @@ pub use error::{ApiError, Kind};
 
 use crate::observer;
 use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
+use crate::store::conversations::Placeholder;
 use crate::store::{
-    Admission, Created, Execution, ListQuery, NewExecution, Page, Status, Store, Transition, keys,
+    Admission, Binding, Created, Execution, ListQuery, NewExecution, Page, Status, Store,
+    Transition, keys,
 };
-use crate::whatsapp::Lifecycle;
+use crate::whatsapp::{Lifecycle, planning};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -80,6 +82,8 @@ pub struct Platform {
     lifecycle: Lifecycle,
     /// `switchboard_executions_created_total{trigger_type="api_call"}`, registered once.
     created_api_call: metrics::Counter,
+    /// `switchboard_conversations_total{event="created"}`: conversations API calls open.
+    conversations_created: metrics::Counter,
 }
 
 impl std::fmt::Debug for Platform {
@@ -108,6 +112,10 @@ impl Platform {
             created_api_call: metrics::counter!(
                 "switchboard_executions_created_total",
                 "trigger_type" => TriggerType::ApiCall.as_str()
+            ),
+            conversations_created: metrics::counter!(
+                "switchboard_conversations_total",
+                "event" => "created"
             ),
         }
     }
@@ -193,7 +201,30 @@ impl Platform {
 
         let call = request::resolve(body, &table, &key.project_id)?;
         let now = chrono::Utc::now();
+        let at = now.timestamp_millis();
         let tracking_id = keys::new_tracking_id(&key.project_id);
+        // With a number, the execution joins the customer's conversation on it (DESIGN §12):
+        // its id is chosen by the store, a placeholder until then.
+        let binding = call.number.map(|number| {
+            let placeholder = Placeholder::new();
+            Binding {
+                whatsapp_config_id: number.whatsapp_config_id,
+                phone_number_id: number.phone_number_id.to_string(),
+                customer: call.phone_number.trim_start_matches('+').to_owned(),
+                new_conversation: keys::new_tracking_id(&key.project_id),
+                on_conflict: call.on_conflict,
+                on_created: planning::api_conversation(
+                    &table,
+                    number,
+                    &call.phone_number,
+                    &placeholder,
+                    tracking_id,
+                    at,
+                ),
+                placeholder,
+            }
+        });
+        let conversation_id = binding.as_ref().map(|b| b.placeholder.id());
         let context = api_context(
             &call,
             Some(key.id),
@@ -201,7 +232,7 @@ impl Platform {
             tracking_id,
             request.request_ip,
             now,
-            false,
+            Run::Live { conversation_id },
         );
         let trigger_type = TriggerType::ApiCall;
         let execution = NewExecution {
@@ -211,16 +242,23 @@ impl Platform {
             trigger_type,
             test: false,
             observer_mode: observer::of(trigger_type).observer_mode,
-            conversation_id: None,
+            conversation_id: conversation_id.map(str::to_owned),
             context,
-            created_at: now.timestamp_millis(),
+            created_at: at,
         };
         let admission = Admission {
             idempotency,
             burst: key.burst_limit.map(|limit| (key.id, limit)),
+            conversation: binding,
         };
         match self.store.create(&execution, &admission).await? {
-            Created::New { burst_remaining } => {
+            Created::New {
+                burst_remaining,
+                joined,
+            } => {
+                if joined.as_ref().is_some_and(|j| j.created) {
+                    self.conversations_created.increment(1);
+                }
                 self.created_api_call.increment(1);
                 Ok(Started {
                     workflow_id,
@@ -240,6 +278,16 @@ impl Platform {
                 "Idempotency-Key",
                 "this Idempotency-Key was used with a different request in the last 24 hours",
             )),
+            Created::ConversationBusy { holder } => Err(ApiError {
+                kind: Kind::Conflict,
+                code: "conversation_busy",
+                message: format!(
+                    "execution {holder} holds the conversation of {} on this number; \
+                     on_conflict \"end_existing\" (the default) ends it and starts this one",
+                    call.phone_number
+                ),
+                field: Some("workflow_execution.on_conflict".to_owned()),
+            }),
             Created::RateLimited => Err(ApiError::new(
                 Kind::RateLimited,
                 "rate_limited",
@@ -370,6 +418,15 @@ fn canonical_request(body: &Body<'_>) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// How an `api_call` execution runs: live, in the conversation it joins (where its id goes,
+/// a placeholder), or as a test run (which joins none: a test must not take a customer's
+/// conversation from its workflow).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Run<'a> {
+    Live { conversation_id: Option<&'a str> },
+    Test,
+}
+
 /// The `api_call` context of an execution started (or test-run) with the key `api_key_id`
 /// at `now`.
 pub(crate) fn api_context(
@@ -379,8 +436,12 @@ pub(crate) fn api_context(
     tracking_id: Uuid,
     request_ip: &str,
     now: chrono::DateTime<chrono::Utc>,
-    test: bool,
+    run: Run<'_>,
 ) -> String {
+    let (test, conversation_id) = match run {
+        Run::Live { conversation_id } => (false, conversation_id),
+        Run::Test => (true, None),
+    };
     let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let origin = context::Origin {
         tracking_id,
@@ -389,6 +450,7 @@ pub(crate) fn api_context(
         request_ip,
         request_timestamp: &timestamp,
         test,
+        conversation_id,
     };
     context::api_call(call, &origin)
 }

@@ -11,6 +11,7 @@
 use super::error::ApiError;
 use super::phone;
 use crate::routing::{Number, RoutingTable};
+use crate::store::OnConflict;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -35,6 +36,8 @@ pub struct ApiCall<'b, 't> {
     pub variables: Members<'b>,
     pub context: Members<'b>,
     pub initial_data: Members<'b>,
+    /// What to do when another execution holds the customer's conversation (DESIGN §12).
+    pub on_conflict: OnConflict,
 }
 
 /// The members of `workflow_execution` the API trigger reads; others are checked and
@@ -44,9 +47,31 @@ pub struct Fields<'b> {
     phone_number: Value,
     phone_number_id: Value,
     whatsapp_config_id: Value,
+    on_conflict: Choice,
     variables: Json<'b>,
     context: Json<'b>,
     initial_data: Json<'b>,
+}
+
+/// `on_conflict` as read (checked when the request is resolved): small, so a body's fields
+/// stay small.
+#[derive(Debug, Default)]
+enum Choice {
+    #[default]
+    Absent,
+    Known(OnConflict),
+    Unknown,
+    NotString,
+}
+
+impl Choice {
+    fn of(value: Value) -> Self {
+        match value {
+            Value::Null => Self::Absent,
+            Value::String(name) => OnConflict::parse(&name).map_or(Self::Unknown, Self::Known),
+            _ => Self::NotString,
+        }
+    }
 }
 
 /// A free-form member: `null` (or absent), an object, or some other value.
@@ -197,9 +222,23 @@ pub fn resolve<'b, 't>(
         (None, None) => table.default_number(project_id),
     };
 
+    let on_conflict = match body.on_conflict {
+        Choice::Absent => OnConflict::default(),
+        Choice::Known(choice) => choice,
+        Choice::Unknown => {
+            return Err(ApiError::field(
+                "invalid_on_conflict",
+                field("on_conflict"),
+                "on_conflict must be end_existing or fail",
+            ));
+        }
+        Choice::NotString => return Err(wrong_type("on_conflict", "a string")),
+    };
+
     Ok(ApiCall {
         phone_number,
         number,
+        on_conflict,
         variables: object(body.variables, "variables")?,
         context: object(body.context, "context")?,
         initial_data: object(body.initial_data, "initial_data")?,
@@ -304,6 +343,7 @@ impl<'de> Deserialize<'de> for Inner<'de> {
                         "phone_number" => fields.phone_number = map.next_value()?,
                         "phone_number_id" => fields.phone_number_id = map.next_value()?,
                         "whatsapp_config_id" => fields.whatsapp_config_id = map.next_value()?,
+                        "on_conflict" => fields.on_conflict = Choice::of(map.next_value()?),
                         "variables" => fields.variables = map.next_value()?,
                         "context" => fields.context = map.next_value()?,
                         "initial_data" => fields.initial_data = map.next_value()?,

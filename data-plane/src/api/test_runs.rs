@@ -95,7 +95,7 @@ impl Platform {
                     tracking_id,
                     request_ip,
                     now,
-                    true,
+                    super::Run::Test,
                 );
                 (None, context)
             }

@@ -283,6 +283,65 @@ pub enum EndOutcome {
     },
 }
 
+/// What an API-trigger execution does when its conversation is held by another
+/// intercepting execution (DESIGN §12 `workflow_execution.on_conflict`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The new execution starts; the holder ends (`superseded`). The default.
+    #[default]
+    EndExisting,
+    /// Nothing is written; the holder is named (409 `conversation_busy`).
+    Fail,
+}
+
+impl OnConflict {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "end_existing" => Some(Self::EndExisting),
+            "fail" => Some(Self::Fail),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EndExisting => "end_existing",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// The conversation a new API-trigger execution joins (DESIGN §12): the active one of
+/// (number, customer), or a new one. The execution's meta and context hold `placeholder`
+/// where the conversation id goes, as the webhook's do.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub whatsapp_config_id: i64,
+    /// Meta's id of the number.
+    pub phone_number_id: String,
+    /// The customer's wa_id: the digits of the phone number.
+    pub customer: String,
+    /// The id a new conversation gets (carrying the project's shard).
+    pub new_conversation: Uuid,
+    pub placeholder: Placeholder,
+    pub on_conflict: OnConflict,
+    /// The `whatsapp.conversation.created` execution, when a new conversation has a
+    /// listener.
+    pub on_created: Option<NewExecution>,
+}
+
+/// What binding did (see [`super::Created::New`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    pub conversation_id: Uuid,
+    /// The conversation is new.
+    pub created: bool,
+    /// The execution that held it and ended (`superseded`).
+    pub superseded: Option<Uuid>,
+    /// The `whatsapp.conversation.created` execution started.
+    pub started: Option<Uuid>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ConversationQuery {
     pub project_id: Uuid,

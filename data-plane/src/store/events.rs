@@ -1,5 +1,5 @@
 //! The events recorded on an execution (its `events`, DESIGN §5), one builder each. The
-//! Redis scripts write `status_changed` and `claimed` themselves, in the same form
+//! Redis scripts write `status_changed`, `claimed`, `superseded` and `supersedes` themselves, in the same form
 //! (`redis/scripts/`): keys sorted, as these builders write them.
 
 use super::Status;
@@ -14,6 +14,18 @@ pub fn status_changed(from: Status, to: Status, at: i64) -> String {
 /// A delivery of the execution to a runner.
 pub fn claimed(runner: &str, attempt: u32, at: i64) -> String {
     json!({"type": "claimed", "runner": runner, "attempt": attempt, "at": at}).to_string()
+}
+
+/// An execution ended because an API-trigger execution `by` took its conversation
+/// (DESIGN §12 `on_conflict: end_existing`).
+pub fn superseded(by: &uuid::Uuid, at: i64) -> String {
+    json!({"type": "superseded", "reason": "superseded", "by": by.to_string(), "at": at})
+        .to_string()
+}
+
+/// On the new execution: the execution it superseded.
+pub fn supersedes(execution: &uuid::Uuid, at: i64) -> String {
+    json!({"type": "supersedes", "execution": execution.to_string(), "at": at}).to_string()
 }
 
 /// `{id, type, text}` of an inbound message: a conversation's `last_message`, and what a
@@ -101,6 +113,15 @@ mod tests {
         assert_eq!(
             claimed("runner-1", 2, 7),
             r#"{"at":7,"attempt":2,"runner":"runner-1","type":"claimed"}"#
+        );
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            superseded(&id, 7),
+            format!(r#"{{"at":7,"by":"{id}","reason":"superseded","type":"superseded"}}"#)
+        );
+        assert_eq!(
+            supersedes(&id, 7),
+            format!(r#"{{"at":7,"execution":"{id}","type":"supersedes"}}"#)
         );
         let message = MessageSummary {
             id: "wamid.1",

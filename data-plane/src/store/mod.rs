@@ -25,8 +25,8 @@ pub mod status;
 
 pub use claims::{AckOutcome, ClaimQuery, Claimed};
 pub use conversations::{
-    Applied, Apply, Conversation, ConversationPage, ConversationQuery, EndConversation, EndOutcome,
-    MessageState,
+    Applied, Apply, Binding, Conversation, ConversationPage, ConversationQuery, EndConversation,
+    EndOutcome, Joined, MessageState, OnConflict,
 };
 pub use status::Status;
 
@@ -74,19 +74,28 @@ pub struct Admission {
     pub idempotency: Option<(String, String)>,
     /// `(API key id, requests per second)` for the burst limit of (key, workflow).
     pub burst: Option<(Uuid, u32)>,
+    /// The conversation the execution joins, and what to do when another execution holds
+    /// it (DESIGN §12).
+    pub conversation: Option<Binding>,
 }
 
 /// The result of [`Executions::create`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
-    /// Written; `burst_remaining` when a burst limit applied.
-    New { burst_remaining: Option<u32> },
+    /// Written; `burst_remaining` when a burst limit applied, `joined` when it joined a
+    /// conversation.
+    New {
+        burst_remaining: Option<u32>,
+        joined: Option<Joined>,
+    },
     /// The idempotency key was seen with the same request: the original execution.
     Replayed { tracking_id: Uuid },
     /// The idempotency key was seen with another request.
     IdempotencyKeyReused,
     /// Over the burst limit this second; nothing written.
     RateLimited,
+    /// The conversation is held by `holder` and the binding said `fail`; nothing written.
+    ConversationBusy { holder: Uuid },
 }
 
 /// A stored execution.
@@ -144,7 +153,8 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 #[async_trait::async_trait]
 pub trait Executions: Send + Sync {
     /// Creates `execution` if `admission` allows it: record, workflow index, dispatch entry,
-    /// idempotency key and burst counter, all or nothing.
+    /// idempotency key and burst counter, and with a binding the conversation it joins (and
+    /// the holder it supersedes), all or nothing.
     async fn create(
         &self,
         execution: &NewExecution,

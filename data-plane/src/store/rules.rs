@@ -46,6 +46,14 @@ pub fn route(execution: Option<Status>, message_trigger: bool) -> Rule {
     }
 }
 
+/// Whether an intercepting execution in `status` holds its conversation: a new API-trigger
+/// execution in it supersedes the holder or is refused (DESIGN §12). The statuses of rules
+/// (a) and (b): while one of them applies, the conversation has its workflow, so a second
+/// one would make two.
+pub fn holds(status: Status) -> bool {
+    matches!(route(Some(status), false), Rule::Handoff | Rule::Deliver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +70,9 @@ mod tests {
             for gone in [None, Some(Ended), Some(Failed)] {
                 assert_eq!(route(gone, trigger), idle);
             }
+        }
+        for status in Status::ALL {
+            assert_eq!(holds(status), !status.is_final(), "{status}");
         }
     }
 }

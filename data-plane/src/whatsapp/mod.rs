@@ -14,7 +14,7 @@ pub mod context;
 pub mod intake;
 pub mod lifecycle;
 pub mod payload;
-mod planning;
+pub(crate) mod planning;
 pub mod signature;
 
 pub use intake::{IngestError, Report, WEBHOOK_BODY_LIMIT};

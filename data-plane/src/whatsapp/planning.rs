@@ -196,6 +196,33 @@ pub(super) fn status(
     }
 }
 
+/// The `whatsapp.conversation.created` execution, when a trigger listens, of the
+/// conversation the API-trigger execution `tracking_id` opens with `phone_number` on
+/// `number` (DESIGN §12). Its conversation id is `placeholder`'s, filled by the store.
+pub(crate) fn api_conversation(
+    table: &RoutingTable,
+    number: &Number,
+    phone_number: &str,
+    placeholder: &Placeholder,
+    tracking_id: Uuid,
+    at: i64,
+) -> Option<NewExecution> {
+    let event = EventType::ConversationCreated;
+    let customer = (phone_number, ConversationRef::Pending(placeholder));
+    on_event(table, number, event, customer, at, |common| {
+        let payload = json!({
+            "origin": TriggerType::ApiCall.as_str(),
+            "tracking_id": tracking_id.to_string(),
+            "conversation_id": placeholder.id(),
+            "metadata": {
+                "phone_number_id": number.phone_number_id.to_string(),
+                "display_phone_number": &*number.display_phone_number,
+            },
+        });
+        context::whatsapp_event(common, event, payload, None)
+    })
+}
+
 /// Ending a conversation, with its `whatsapp.conversation.ended` execution when a trigger
 /// listens.
 pub(super) fn end(

@@ -100,7 +100,25 @@ async fn the_seed_curl_example_starts_an_execution_readable_by_tracking_id() -> 
     assert_eq!(got.body["trigger_type"], "api_call");
     assert_eq!(got.body["test"], false);
     assert_eq!(got.body["observer_mode"], false);
-    assert_eq!(got.body["conversation_id"], Value::Null);
+    // The default number's conversation with the customer, opened by this execution.
+    let conversation_id = got.body["conversation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        got.body["execution_context"]["context"]["conversation_id"],
+        conversation_id.as_str()
+    );
+    let conversation = s
+        .api
+        .get(
+            &format!("/platform/v1/whatsapp/conversations/{conversation_id}"),
+            &s.tenant.key,
+        )
+        .await?;
+    assert_eq!(conversation.status, 200, "{:?}", conversation.body);
+    assert_eq!(conversation.body["phone_number"], "+1234567890");
+    assert_eq!(conversation.body["status"], "active");
     assert_eq!(got.body["events"], json!([]));
     assert!(
         got.body["created_at"]
@@ -239,7 +257,8 @@ async fn the_api_call_context_matches_the_design_field_by_field() -> anyhow::Res
     // The request's context, then Switchboard's keys, which win.
     assert_eq!(
         c["context"],
-        json!({"source": "crm", "phone_number": "+56912345678", "channel": "api"})
+        json!({"source": "crm", "phone_number": "+56912345678", "channel": "api",
+               "conversation_id": got.body["conversation_id"]})
     );
     let vars = json!({"name": "Ada", "plan": {"tier": 2}, "system": "spoof", "context": 1,
                       "vars": 2, "metadata": 3, "initial_data": 4, "last_user_input": 5});
@@ -788,9 +807,10 @@ async fn two_nodes_share_executions_and_a_revoked_key_stops_on_both() -> anyhow:
 async fn executions_list_newest_first_with_cursors_and_move_by_the_transition_table()
 -> anyhow::Result<()> {
     let s = Stack::start().await?;
-    let body = json!({"workflow_execution": {"phone_number": "+1234567890"}});
     let mut ids = Vec::new();
-    for _ in 0..5 {
+    for i in 0..5 {
+        // One customer each: one customer's would supersede each other (DESIGN §12).
+        let body = json!({"workflow_execution": {"phone_number": format!("+123456789{i}")}});
         let reply = s.start_exec(&body).await?;
         ids.push(
             reply.body["tracking_id"]

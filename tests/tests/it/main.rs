@@ -2,6 +2,7 @@
 //! databases, driven over gRPC, through the real `switchboard` binary, and in a real
 //! browser (the console).
 
+mod api_conversations;
 mod api_trigger;
 mod browser;
 mod catalog;

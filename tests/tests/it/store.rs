@@ -92,7 +92,8 @@ async fn a_created_execution_is_read_back_whole_and_dispatched(
     assert_eq!(
         created,
         Created::New {
-            burst_remaining: None
+            burst_remaining: None,
+            joined: None,
         }
     );
     let got = store
@@ -123,7 +124,7 @@ async fn idempotency_replays_and_refuses_without_writing(kind: Kind<'_>) -> anyh
     let (project, workflow) = (Uuid::now_v7(), Uuid::now_v7());
     let admission = |request: &str| Admission {
         idempotency: Some(("key-hash".into(), request.into())),
-        burst: None,
+        ..Admission::default()
     };
     let first = execution(project, workflow, now_ms());
     assert!(matches!(
@@ -169,8 +170,8 @@ async fn the_burst_limit_counts_per_key_workflow_and_second(kind: Kind<'_>) -> a
     let store = open(&kind, Duration::from_secs(3600))?;
     let (project, workflow, key) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let admission = Admission {
-        idempotency: None,
         burst: Some((key, 2)),
+        ..Admission::default()
     };
     // The window is the execution's own second, so the test controls it.
     let second = (now_ms() / 1000) * 1000;
@@ -183,10 +184,12 @@ async fn the_burst_limit_counts_per_key_workflow_and_second(kind: Kind<'_>) -> a
         outcomes,
         [
             Created::New {
-                burst_remaining: Some(1)
+                burst_remaining: Some(1),
+                joined: None,
             },
             Created::New {
-                burst_remaining: Some(0)
+                burst_remaining: Some(0),
+                joined: None,
             },
             Created::RateLimited,
         ]
@@ -196,14 +199,16 @@ async fn the_burst_limit_counts_per_key_workflow_and_second(kind: Kind<'_>) -> a
     assert_eq!(
         store.create(&other, &admission).await?,
         Created::New {
-            burst_remaining: Some(1)
+            burst_remaining: Some(1),
+            joined: None,
         }
     );
     let next = execution(project, workflow, second + 1000);
     assert_eq!(
         store.create(&next, &admission).await?,
         Created::New {
-            burst_remaining: Some(1)
+            burst_remaining: Some(1),
+            joined: None,
         }
     );
     assert_eq!(

@@ -1,15 +1,15 @@
 //! The WhatsApp state of the memory store: the same steps as the Redis scripts `message`,
-//! `status` and `end`, under the store's one mutex.
+//! `status`, `end` and `join`, under the store's one mutex.
 
 use super::{Inner, MemoryStore};
 use crate::store::conversations::{
-    Applied, Apply, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
-    EndConversation, EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState,
-    Route, SEEN_WINDOW_MS, StatusOutcome,
+    Applied, Apply, Binding, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
+    EndConversation, EndOutcome, InboundMessage, InboundStatus, Joined, MessageOutcome,
+    MessageState, Route, SEEN_WINDOW_MS, StatusOutcome,
 };
 use crate::store::keys::shard_of_project;
 use crate::store::rules::{self, Rule};
-use crate::store::{Conversations, NewExecution, StoreError};
+use crate::store::{Conversations, NewExecution, Status, StoreError, events};
 use crate::time::now_ms;
 use uuid::Uuid;
 
@@ -181,6 +181,108 @@ impl MemoryStore {
             e.id
         });
         StatusOutcome::Applied { current, started }
+    }
+}
+
+impl Inner {
+    /// The active conversation of `b`'s customer, and the intercepting execution holding it
+    /// (`rules::holds`), if any.
+    pub(super) fn held(&self, b: &Binding, now: i64) -> (Option<Uuid>, Option<Uuid>) {
+        let pointer = (b.whatsapp_config_id, b.customer.clone());
+        let Some(active) = self
+            .whatsapp
+            .latest
+            .get(&pointer)
+            .and_then(|id| self.whatsapp.live(id, now))
+            .filter(|c| c.status == ConversationStatus::Active)
+        else {
+            return (None, None);
+        };
+        let holder = active.execution.filter(|id| {
+            self.records
+                .get(id)
+                .is_some_and(|(e, x)| *x > now && rules::holds(e.status))
+        });
+        (Some(active.id), holder)
+    }
+
+    /// The `join` script's writes: the conversation (`active`, else a new one), the
+    /// execution `e` in it, the created execution, and `holder` superseded.
+    pub(super) fn join(
+        &mut self,
+        e: &NewExecution,
+        b: &Binding,
+        active: Option<Uuid>,
+        holder: Option<Uuid>,
+        now: i64,
+        retention: i64,
+    ) -> Joined {
+        let cid = active.unwrap_or(b.new_conversation);
+        let expires = now.saturating_add(retention);
+        let (conversation, conversation_expires) =
+            self.whatsapp.conversations.entry(cid).or_insert_with(|| {
+                (
+                    Conversation {
+                        id: cid,
+                        project_id: e.project_id,
+                        whatsapp_config_id: b.whatsapp_config_id,
+                        phone_number_id: b.phone_number_id.clone(),
+                        phone_number: format!("+{}", b.customer),
+                        status: ConversationStatus::Active,
+                        created_at: now,
+                        last_active_at: now,
+                        last_message: None,
+                        execution: None,
+                    },
+                    expires,
+                )
+            });
+        conversation.last_active_at = now;
+        conversation.execution = Some(e.id);
+        *conversation_expires = expires;
+        self.whatsapp
+            .latest
+            .insert((b.whatsapp_config_id, b.customer.clone()), cid);
+        let fill = |text: &str| b.placeholder.fill(text, Some(&cid), Some("active"));
+        self.insert(e, fill(&e.context), Some(cid.to_string()), now, retention);
+        let started = match (&b.on_created, active) {
+            (Some(created), None) => {
+                self.insert(
+                    created,
+                    fill(&created.context),
+                    Some(cid.to_string()),
+                    now,
+                    retention,
+                );
+                Some(created.id)
+            }
+            _ => None,
+        };
+        if let Some(holder) = holder {
+            let superseded = events::superseded(&e.id, now);
+            if let Some((old, _)) = self.records.get_mut(&holder) {
+                old.events
+                    .push(events::status_changed(old.status, Status::Ended, now));
+                old.events.push(superseded.clone());
+                old.status = Status::Ended;
+                old.updated_at = now;
+            }
+            if let Some(lease) = self.leases.get(&holder) {
+                self.runner_messages
+                    .entry(lease.runner.clone())
+                    .or_default()
+                    .push_back((holder, superseded));
+            }
+            if let Some((new, _)) = self.records.get_mut(&e.id) {
+                new.events.push(events::supersedes(&holder, now));
+            }
+        }
+        Joined {
+            conversation_id: cid,
+            created: active.is_none(),
+            superseded: holder,
+            started,
+        }
     }
 }
 

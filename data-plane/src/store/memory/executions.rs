@@ -2,8 +2,8 @@
 
 use super::MemoryStore;
 use crate::store::{
-    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page,
-    Status, StoreError, Transition, events,
+    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
+    OnConflict, Page, Status, StoreError, Transition, events,
 };
 use crate::time::now_ms;
 use uuid::Uuid;
@@ -28,6 +28,13 @@ impl Executions for MemoryStore {
                 });
             }
         }
+        let binding = admission.conversation.as_ref();
+        let (active, holder) = binding.map_or((None, None), |b| inner.held(b, now));
+        if let (Some(holder), Some(b)) = (holder, binding)
+            && b.on_conflict == OnConflict::Fail
+        {
+            return Ok(Created::ConversationBusy { holder });
+        }
         let mut burst_remaining = None;
         if let Some((key_id, limit)) = admission.burst {
             let count = inner
@@ -40,13 +47,19 @@ impl Executions for MemoryStore {
             }
             burst_remaining = Some(limit - *count);
         }
-        inner.insert(
-            e,
-            e.context.clone(),
-            e.conversation_id.clone(),
-            now,
-            self.retention_ms,
-        );
+        let joined = match binding {
+            Some(b) => Some(inner.join(e, b, active, holder, now, self.retention_ms)),
+            None => {
+                inner.insert(
+                    e,
+                    e.context.clone(),
+                    e.conversation_id.clone(),
+                    now,
+                    self.retention_ms,
+                );
+                None
+            }
+        };
         if let Some((key, request)) = &admission.idempotency {
             let expires = now.saturating_add(IDEMPOTENCY_WINDOW.as_millis() as i64);
             inner.idempotency.insert(
@@ -54,7 +67,10 @@ impl Executions for MemoryStore {
                 (request.clone(), e.id, expires),
             );
         }
-        Ok(Created::New { burst_remaining })
+        Ok(Created::New {
+            burst_remaining,
+            joined,
+        })
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {

@@ -1,17 +1,20 @@
 //! The WhatsApp state in Redis (see [`crate::store::conversations`]): the `message`,
 //! `status` and `end` scripts apply an inbound message, an outbound message's status and
-//! the end of a conversation, each atomically in the project's shard. A webhook POST sends
+//! the end of a conversation, and `join` starts an API-trigger execution in its
+//! conversation, each atomically in the project's shard. A webhook POST sends
 //! all its updates as one pipeline of script calls, in order, in one round trip.
 
 use super::executions::meta_json;
 use super::{RedisStore, corrupt, int, text, uuid_at};
 use crate::store::conversations::{
-    Applied, Apply, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
-    EndConversation, EndOutcome, InboundMessage, InboundStatus, MessageOutcome, MessageState,
-    Placeholder, Route, SEEN_WINDOW_MS, StatusOutcome,
+    Applied, Apply, Binding, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
+    EndConversation, EndOutcome, InboundMessage, InboundStatus, Joined, MessageOutcome,
+    MessageState, Placeholder, Route, SEEN_WINDOW_MS, StatusOutcome,
 };
 use crate::store::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
-use crate::store::{Conversations, NewExecution, StoreError};
+use crate::store::{
+    Admission, Conversations, Created, IDEMPOTENCY_WINDOW, NewExecution, StoreError,
+};
 use redis::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -99,6 +102,71 @@ impl RedisStore {
             s.on_status.iter().map(|e| ("status", e)).collect();
         cmd.arg(Self::executions(&present, Some(&s.placeholder))?);
         Ok(cmd)
+    }
+}
+
+impl RedisStore {
+    /// Creates the API-trigger execution `e` in the conversation `binding` names, with the
+    /// admission checks of `admission` (the `join` script).
+    pub(super) async fn join(
+        &self,
+        e: &NewExecution,
+        admission: &Admission,
+        binding: &Binding,
+    ) -> Result<Created, StoreError> {
+        let checks = self.checks(e, admission);
+        let p = &binding.placeholder;
+        let mut roles = vec![("api", e)];
+        roles.extend(binding.on_created.iter().map(|c| ("created", c)));
+        let mut invocation = self.scripts.join.prepare_invoke();
+        invocation
+            .key(&checks.idempotency_key)
+            .key(&checks.burst_key);
+        let retention = self.retention_ms;
+        invocation
+            .arg(self.keys.base(shard_of_project(&e.project_id)))
+            .arg(e.created_at)
+            .arg(retention)
+            .arg(first_id_at(e.created_at.saturating_sub(retention)).to_string())
+            .arg(p.id())
+            .arg(e.project_id.to_string())
+            .arg(binding.whatsapp_config_id)
+            .arg(&binding.customer)
+            .arg(format!("+{}", binding.customer))
+            .arg(&binding.phone_number_id)
+            .arg(binding.new_conversation.to_string())
+            .arg(binding.on_conflict.as_str())
+            .arg(checks.request)
+            .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
+            .arg(checks.limit)
+            .arg(Self::executions(&roles, Some(p))?);
+        let mut connection = self.connection();
+        let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
+        let bad = || corrupt("join", &reply);
+        match reply.first().and_then(int) {
+            Some(0) => {
+                let remaining = reply.get(1).and_then(int).ok_or_else(bad)?;
+                let optional = |i: usize| uuid_at(&reply, i);
+                Ok(Created::New {
+                    burst_remaining: u32::try_from(remaining).ok(),
+                    joined: Some(Joined {
+                        conversation_id: uuid_at(&reply, 2).ok_or_else(bad)?,
+                        created: reply.get(3).and_then(int) == Some(1),
+                        superseded: optional(4),
+                        started: optional(5),
+                    }),
+                })
+            }
+            Some(1) => Ok(Created::Replayed {
+                tracking_id: uuid_at(&reply, 1).ok_or_else(bad)?,
+            }),
+            Some(2) => Ok(Created::IdempotencyKeyReused),
+            Some(3) => Ok(Created::RateLimited),
+            Some(4) => Ok(Created::ConversationBusy {
+                holder: uuid_at(&reply, 1).ok_or_else(bad)?,
+            }),
+            _ => Err(bad()),
+        }
     }
 }
 

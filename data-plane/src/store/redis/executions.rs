@@ -1,6 +1,6 @@
 //! Executions in Redis (see [`crate::store::Executions`]): creating one is one MULTI/EXEC
-//! when nothing needs checking, else the `create` script; a status change is the
-//! `set_status` script.
+//! when nothing needs checking, else the `create` script (the `join` script when it joins
+//! a conversation, in `conversations.rs`); a status change is the `set_status` script.
 
 use super::{RedisStore, int, text};
 use crate::store::keys::{SHARDS, first_id_at, shard_of_project};
@@ -26,6 +26,9 @@ impl Executions for RedisStore {
         execution: &NewExecution,
         admission: &Admission,
     ) -> Result<Created, StoreError> {
+        if let Some(binding) = &admission.conversation {
+            return self.join(execution, admission, binding).await;
+        }
         let e = execution;
         let keys = &self.keys;
         let shard = shard_of_project(&e.project_id);
@@ -83,20 +86,13 @@ impl Executions for RedisStore {
                 .await?;
             return Ok(Created::New {
                 burst_remaining: None,
+                joined: None,
             });
         }
 
-        let (idempotency_key, request) = match &admission.idempotency {
-            Some((key, request)) => (keys.idempotency(&e.project_id, key), request.as_str()),
-            None => (record.clone(), ""),
-        };
-        let (burst_key, limit) = match admission.burst {
-            Some((key_id, limit)) => (
-                keys.burst(&e.project_id, &key_id, &e.workflow_id, e.created_at / 1000),
-                limit,
-            ),
-            None => (record.clone(), 0),
-        };
+        let checks = self.checks(e, admission);
+        let (idempotency_key, request) = (checks.idempotency_key, checks.request);
+        let (burst_key, limit) = (checks.burst_key, checks.limit);
         let mut invocation = self.scripts.create.prepare_invoke();
         invocation
             .key(&record)
@@ -123,6 +119,7 @@ impl Executions for RedisStore {
                 let remaining = reply.get(1).and_then(int).ok_or_else(corrupt)?;
                 Ok(Created::New {
                     burst_remaining: u32::try_from(remaining).ok(),
+                    joined: None,
                 })
             }
             Some(1) => {
@@ -281,6 +278,41 @@ impl Executions for RedisStore {
         let mut connection = self.connection();
         let trimmed: Vec<u64> = pipe.query_async(&mut connection).await?;
         Ok(trimmed.into_iter().sum())
+    }
+}
+
+/// The keys and arguments of a creation's admission checks (`create.lua`, `join.lua`): a
+/// check that does not apply gets the record's key and an empty argument.
+pub(super) struct Checks<'a> {
+    pub idempotency_key: String,
+    /// The request hash; `""` without an Idempotency-Key.
+    pub request: &'a str,
+    pub burst_key: String,
+    /// Requests per second; 0 without a burst limit.
+    pub limit: u32,
+}
+
+impl RedisStore {
+    pub(super) fn checks<'a>(&self, e: &NewExecution, admission: &'a Admission) -> Checks<'a> {
+        let record = || self.keys.record(&e.id);
+        let (idempotency_key, request) = match &admission.idempotency {
+            Some((key, request)) => (self.keys.idempotency(&e.project_id, key), request.as_str()),
+            None => (record(), ""),
+        };
+        let (burst_key, limit) = match admission.burst {
+            Some((key_id, limit)) => (
+                self.keys
+                    .burst(&e.project_id, &key_id, &e.workflow_id, e.created_at / 1000),
+                limit,
+            ),
+            None => (record(), 0),
+        };
+        Checks {
+            idempotency_key,
+            request,
+            burst_key,
+            limit,
+        }
     }
 }
 

@@ -32,6 +32,7 @@ macro_rules! with_prelude {
 const MESSAGE: &str = with_prelude!("scripts/message.lua");
 const STATUS: &str = with_prelude!("scripts/status.lua");
 const END: &str = with_prelude!("scripts/end.lua");
+const JOIN: &str = with_prelude!("scripts/join.lua");
 
 /// Every script, hashed once.
 struct Scripts {
@@ -42,6 +43,7 @@ struct Scripts {
     message: Script,
     status: Script,
     end: Script,
+    join: Script,
 }
 
 impl Scripts {
@@ -54,6 +56,7 @@ impl Scripts {
             message: Script::new(MESSAGE),
             status: Script::new(STATUS),
             end: Script::new(END),
+            join: Script::new(JOIN),
         }
     }
 }

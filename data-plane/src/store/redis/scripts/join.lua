@@ -1,0 +1,109 @@
+
+-- An API-trigger execution that joins the conversation of (number, customer) (DESIGN §12),
+-- with the admission checks of `create.lua`.
+-- KEYS[1]: the idempotency key, KEYS[2]: the burst counter (each the record's key when
+-- unused). ARGV[6..]: project, config id, wa_id, phone, Meta phone_number_id, new
+-- conversation id, on_conflict (`end_existing` | `fail`), request hash ('' without an
+-- Idempotency-Key), idempotency window ms, burst limit (0: none), then the executions (roles
+-- `api`, `created`).
+-- Checks idempotency, then whether an intercepting execution holds the conversation (rules
+-- (a) and (b) of `store/rules.rs`: handoff, pending, running, waiting), then the burst
+-- limit; every check precedes the first write. Then the conversation (the active one, else
+-- a new one), the execution, the conversation's created execution, and the holder ended as
+-- `superseded`, with an event on both.
+-- Returns {0, burst remaining or -1, conversation id, created 0/1, superseded id or '',
+-- created execution or ''}, {1, tracking id} replayed, {2} key reused, {3} rate limited,
+-- {4, holder} busy.
+local project, config, customer = ARGV[6], ARGV[7], ARGV[8]
+local request = ARGV[13]
+if request ~= '' then
+  local seen = redis.call('GET', KEYS[1])
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    if space and string.sub(seen, 1, space - 1) == request then
+      return {1, string.sub(seen, space + 1)}
+    end
+    return {2}
+  end
+end
+local pointer = base .. 'cn:' .. config .. ':' .. customer
+local cid = redis.call('GET', pointer)
+local conv
+if cid then
+  conv = base .. 'c:' .. cid
+  if redis.call('HGET', conv, 'status') ~= 'active' then cid = false end
+end
+local holder = false
+if cid then
+  local current = redis.call('HGET', conv, 'exec')
+  if current then
+    local status = redis.call('HGET', base .. 'e:' .. current, 'status')
+    if status == 'handoff' or status == 'pending' or status == 'running' or
+        status == 'waiting' then
+      holder = current
+    end
+  end
+end
+if holder and ARGV[12] == 'fail' then return {4, holder} end
+local remaining = -1
+local limit = tonumber(ARGV[15])
+if limit > 0 then
+  local count = redis.call('INCR', KEYS[2])
+  if count == 1 then redis.call('PEXPIRE', KEYS[2], 2000) end
+  if count > limit then return {3} end
+  remaining = limit - count
+end
+local roles = roles_at(16)
+local id = ARGV[roles.api + 1]
+local list = base .. 'cl:' .. project
+local created = 0
+if cid then
+  redis.call('HSET', conv, 'last', now, 'exec', id)
+  redis.call('PEXPIRE', pointer, retention)
+else
+  cid = ARGV[11]
+  created = 1
+  conv = base .. 'c:' .. cid
+  redis.call('HSET', conv, 'project', project, 'number', config, 'pnid', ARGV[10], 'phone',
+    ARGV[9], 'status', 'active', 'created', now, 'last', now, 'exec', id)
+  redis.call('SET', pointer, cid, 'PX', retention)
+  if sometimes(cid) then
+    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
+  end
+end
+redis.call('PEXPIRE', conv, retention)
+redis.call('ZADD', base .. 'ca', now, cid)
+redis.call('ZADD', list, now, cid)
+redis.call('PEXPIRE', list, retention)
+local id_json, status_json = '"' .. cid .. '"', '"active"'
+create(roles.api, id_json, status_json, project)
+local started = ''
+if created == 1 and roles.created then
+  started = create(roles.created, id_json, status_json, project)
+end
+if holder then
+  -- The holder ends (every status that holds may become `ended`); its runner hears of it
+  -- on its claim stream, as of a message.
+  local record = base .. 'e:' .. holder
+  local held = redis.call('HMGET', record, 'status', 'runner')
+  redis.call('HSET', record, 'status', 'ended', 'updated', now)
+  local superseded = '{"at":' .. now .. ',"by":"' .. id .. '","reason":"superseded",' ..
+    '"type":"superseded"}'
+  local events = base .. 'ev:' .. holder
+  redis.call('RPUSH', events, '{"at":' .. now .. ',"from":"' .. held[1] ..
+    '","to":"ended","type":"status_changed"}', superseded)
+  local ttl = redis.call('PTTL', record)
+  if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+  if held[2] then
+    redis.call('XADD', base .. 'r:' .. held[2], 'MAXLEN', '~', 10000, '*', 'id', holder,
+      'message', superseded)
+  end
+  local mine = base .. 'ev:' .. id
+  redis.call('RPUSH', mine, '{"at":' .. now .. ',"execution":"' .. holder ..
+    '","type":"supersedes"}')
+  redis.call('PEXPIRE', mine, retention)
+end
+if request ~= '' then
+  redis.call('SET', KEYS[1], request .. ' ' .. id, 'PX', ARGV[14])
+end
+return {0, remaining, cid, created, holder or '', started}

@@ -1,0 +1,240 @@
+//! API-trigger executions in the customer's conversation (DESIGN §12): started by API, the
+//! customer's reply reaches them; a busy conversation is superseded or refused. Every
+//! behaviour runs against the real Redis (own key prefix) and the memory store.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchboard_tests::runner::Runner;
+use switchboard_tests::stack::Stack;
+use switchboard_tests::whatsapp::text_message;
+
+switchboard_tests::both_stores!(
+    the_customers_reply_reaches_the_execution_the_api_started,
+    a_busy_conversation_is_superseded_by_default_and_refused_with_fail,
+    the_runner_of_a_superseded_execution_hears_of_it,
+);
+
+const CUSTOMER: &str = "+15550107777";
+
+/// Starts the tenant's API workflow for `CUSTOMER` with `extra` members; the reply.
+async fn start(s: &Stack, extra: Value) -> anyhow::Result<switchboard_tests::platform::Reply> {
+    let mut inner = json!({"phone_number": CUSTOMER});
+    if let (Some(inner), Value::Object(extra)) = (inner.as_object_mut(), extra) {
+        inner.extend(extra);
+    }
+    s.api
+        .start(
+            &s.tenant.workflow_id,
+            &s.tenant.key,
+            &json!({ "workflow_execution": inner }),
+        )
+        .await
+}
+
+/// Starts it and returns the tracking id of a 202.
+async fn started(s: &Stack, extra: Value) -> anyhow::Result<String> {
+    let reply = start(s, extra).await?;
+    anyhow::ensure!(reply.status == 202, "start: {:?}", reply.body);
+    Ok(reply.body["tracking_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn events_of<'a>(e: &'a Value, kind: &str) -> Vec<&'a Value> {
+    e["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|ev| ev["type"] == kind).collect())
+        .unwrap_or_default()
+}
+
+async fn the_customers_reply_reaches_the_execution_the_api_started(
+    redis: bool,
+) -> anyhow::Result<()> {
+    let mut s = Stack::start(redis).await?;
+    let pnid = s.pnid().to_owned();
+    // A message trigger and the agent inbox would take the reply if it were not bound.
+    let (intake, _) = s
+        .workflow("intake", "inbound_message", Some(&pnid), None)
+        .await?;
+    let (opened, _) = s
+        .workflow(
+            "opened",
+            "whatsapp_event",
+            None,
+            Some("whatsapp.conversation.created"),
+        )
+        .await?;
+    s.sync().await?;
+
+    // A request's own context.conversation_id is Switchboard's to set.
+    let id = started(&s, json!({"context": {"conversation_id": "spoof"}})).await?;
+    let e = s.execution(&id).await?;
+    let conversation = e["conversation_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(conversation.len(), 36, "{e}");
+    assert_eq!(
+        e["execution_context"]["context"]["conversation_id"],
+        conversation.as_str()
+    );
+    let c = s.conversation(&conversation).await?;
+    assert_eq!(
+        (c["phone_number"].as_str(), c["phone_number_id"].as_str()),
+        (Some(CUSTOMER), Some(pnid.as_str()))
+    );
+    assert_eq!(c["status"], "active");
+    // The new conversation fired whatsapp.conversation.created, once, for its workflow.
+    let fired = s.executions(&opened).await?;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let fired = s
+        .execution(fired[0]["id"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(fired["conversation_id"], conversation.as_str());
+    let system = &fired["execution_context"]["system"];
+    assert_eq!(system["event"]["type"], "whatsapp.conversation.created");
+    assert_eq!(system["event"]["payload"]["origin"], "api_call");
+    assert_eq!(system["event"]["payload"]["tracking_id"], id.as_str());
+    assert_eq!(
+        system["event"]["payload"]["conversation_id"],
+        conversation.as_str()
+    );
+
+    // The customer answers: delivered to the API's execution (rule b), not the trigger.
+    let reply = text_message(&pnid, &CUSTOMER[1..], "wamid.API1", "yes please");
+    let answer = s.post(&reply).await?;
+    let m = &answer["messages"][0];
+    assert_eq!(m["route"], "delivered", "{answer}");
+    assert_eq!(m["conversation_id"], conversation.as_str());
+    assert_eq!(m["execution_id"], id.as_str());
+    let e = s.execution(&id).await?;
+    assert_eq!(e["execution_context"]["last_user_input"], "yes please");
+    let delivered = events_of(&e, "message_received");
+    assert_eq!(delivered.len(), 1, "{e}");
+    assert_eq!(delivered[0]["message"]["text"], "yes please");
+    assert!(s.executions(&intake).await?.is_empty());
+
+    // A second start for the customer joins the same, still active, conversation.
+    s.end(&id).await?;
+    let again = started(&s, json!({})).await?;
+    let e = s.execution(&again).await?;
+    assert_eq!(e["conversation_id"], conversation.as_str());
+    assert_eq!(s.executions(&opened).await?.len(), 1, "no second created");
+    // Without a number (phone_number_id of no number: refused; none given and no
+    // default: unbound) — the refusal names its field and writes nothing.
+    let bad = start(&s, json!({"phone_number_id": "999999999999999"})).await?;
+    assert_eq!(
+        (bad.status, bad.code(), bad.field()),
+        (
+            422,
+            "invalid_phone_number_id",
+            "workflow_execution.phone_number_id"
+        )
+    );
+    let bad = start(&s, json!({"on_conflict": "later"})).await?;
+    assert_eq!(
+        (bad.status, bad.code(), bad.field()),
+        (422, "invalid_on_conflict", "workflow_execution.on_conflict")
+    );
+    assert_eq!(s.executions(&s.tenant.workflow_id).await?.len(), 2);
+    Ok(())
+}
+
+async fn a_busy_conversation_is_superseded_by_default_and_refused_with_fail(
+    redis: bool,
+) -> anyhow::Result<()> {
+    let s = Stack::start(redis).await?;
+    let pnid = s.pnid().to_owned();
+    let first = started(&s, json!({})).await?;
+    for status in ["running", "waiting"] {
+        let reply = s.api.set_status(&first, &s.tenant.key, status).await?;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+    }
+
+    // Default end_existing: the new one starts, the waiting one ends as superseded.
+    let second = started(&s, json!({"on_conflict": "end_existing"})).await?;
+    let old = s.execution(&first).await?;
+    assert_eq!(old["status"], "ended");
+    let superseded = events_of(&old, "superseded");
+    assert_eq!(superseded.len(), 1, "{old}");
+    assert_eq!(superseded[0]["by"], second.as_str());
+    assert_eq!(superseded[0]["reason"], "superseded");
+    let moved = events_of(&old, "status_changed");
+    assert_eq!(
+        moved.last().map(|m| (m["from"].clone(), m["to"].clone())),
+        Some((json!("waiting"), json!("ended")))
+    );
+    let new = s.execution(&second).await?;
+    assert_eq!(new["conversation_id"], old["conversation_id"]);
+    let supersedes = events_of(&new, "supersedes");
+    assert_eq!(supersedes.len(), 1, "{new}");
+    assert_eq!(supersedes[0]["execution"], first.as_str());
+
+    // fail: refused with the holder named, nothing written.
+    let refused = start(&s, json!({"on_conflict": "fail"})).await?;
+    assert_eq!(
+        (refused.status, refused.code(), refused.field()),
+        (409, "conversation_busy", "workflow_execution.on_conflict")
+    );
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(&second), "{message}");
+    assert_eq!(s.executions(&s.tenant.workflow_id).await?.len(), 2);
+    assert_eq!(s.execution(&second).await?["status"], "pending");
+
+    // A human holds it (handoff): still busy for fail, and superseded by default.
+    let reply = s.api.set_status(&second, &s.tenant.key, "running").await?;
+    assert_eq!(reply.status, 200);
+    let reply = s.api.set_status(&second, &s.tenant.key, "handoff").await?;
+    assert_eq!(reply.status, 200);
+    let refused = start(&s, json!({"on_conflict": "fail"})).await?;
+    assert_eq!((refused.status, refused.code()), (409, "conversation_busy"));
+
+    // Once it ended nothing holds the conversation: fail starts, in the same conversation.
+    s.end(&second).await?;
+    let third = started(&s, json!({"on_conflict": "fail"})).await?;
+    let third_e = s.execution(&third).await?;
+    assert_eq!(third_e["conversation_id"], new["conversation_id"]);
+    assert!(events_of(&third_e, "supersedes").is_empty());
+    // And the customer's reply goes to it.
+    let answer = s
+        .post(&text_message(&pnid, &CUSTOMER[1..], "wamid.B1", "ok"))
+        .await?;
+    assert_eq!(answer["messages"][0]["execution_id"], third.as_str());
+    Ok(())
+}
+
+async fn the_runner_of_a_superseded_execution_hears_of_it(redis: bool) -> anyhow::Result<()> {
+    let s = Stack::start(redis).await?;
+    let first = started(&s, json!({})).await?;
+    let mut runner = Runner::connect(&s.dp.grpc_url, "runner-a").await?;
+    let mut claims = runner.claims(&[], 30_000).await?;
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claims.message())
+        .await??
+        .and_then(|c| c.execution)
+        .map(|e| e.id);
+    assert_eq!(claimed.as_deref(), Some(first.as_str()));
+    runner.ack(&first).await?;
+
+    let second = started(&s, json!({})).await?;
+    // The holder's runner gets the superseded event on its stream; the new one is work.
+    let mut heard = None;
+    let mut new_work = None;
+    while heard.is_none() || new_work.is_none() {
+        let Some(c) = tokio::time::timeout(Duration::from_secs(10), claims.message()).await??
+        else {
+            anyhow::bail!("the claim stream ended");
+        };
+        let e = c.execution.unwrap_or_default();
+        match c.message_json {
+            Some(message) => heard = Some((e.id, e.status, message)),
+            None => new_work = Some(e.id),
+        }
+    }
+    let (id, status, message) = heard.unwrap_or_default();
+    assert_eq!((id.as_str(), status.as_str()), (first.as_str(), "ended"));
+    let message: Value = serde_json::from_str(&message)?;
+    assert_eq!(message["type"], "superseded");
+    assert_eq!(message["by"], second.as_str());
+    assert_eq!(new_work.as_deref(), Some(second.as_str()));
+    Ok(())
+}
