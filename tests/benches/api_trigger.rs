@@ -48,6 +48,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BASELINE_ROLE: &str = "SB_BENCH_BASELINE_LISTEN";
 const BODY: &str = r#"{"workflow_execution": {"phone_number": "+1 (234) 567-890", "variables": {"name": "Ada", "order": 42}, "context": {"source": "bench"}}}"#;
+/// The phone number of [`BODY`], replaced by a new customer's in every request.
+const PHONE: &str = "+1 (234) 567-890";
 
 fn main() -> anyhow::Result<()> {
     let redis_url = switchboard_tests::redis::redis_url();
@@ -583,7 +585,6 @@ async fn connection(
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut from_send = histogram.clone();
     let (mut ok, mut errors) = (0u64, 0u64);
-    let body = Bytes::from_static(BODY.as_bytes());
     let authorization = format!("Bearer {key}");
     loop {
         let sent_at = match &mut schedule {
@@ -600,11 +601,17 @@ async fn connection(
             }
         };
         let request = match &webhook {
-            None => Request::post(path.as_str())
-                .header("host", "bench")
-                .header("authorization", authorization.as_str())
-                .header("content-type", "application/json")
-                .body(Full::new(body.clone()))?,
+            None => {
+                // A customer of its own per request, as real traffic has: each API call
+                // opens its customer's conversation (DESIGN §12).
+                let sequence = MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = BODY.replacen(PHONE, &format!("+1 {sequence:010}"), 1);
+                Request::post(path.as_str())
+                    .header("host", "bench")
+                    .header("authorization", authorization.as_str())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))?
+            }
             Some(number) => {
                 // Unique over the whole run (warm-up and every phase): each webhook is a
                 // new message of a new customer, never a cheap duplicate.
