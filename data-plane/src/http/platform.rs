@@ -309,21 +309,40 @@ async fn update(
     let project_id = state.platform.project_of(api_key(&headers))?;
     let body = read_body(&headers, body, BODY_LIMIT).await?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_json(&e))?;
-    let status = match body.get("status") {
+    // DESIGN §5 `{"status": …}`, or Kapso's `{"workflow_execution": {"status": …}}` (§12),
+    // whose refusals name the nested field.
+    let (fields, prefix) = match body.get("workflow_execution") {
+        None | Some(Value::Null) => (&body, ""),
+        Some(inner @ Value::Object(_)) => (inner, "workflow_execution."),
+        Some(_) => {
+            return Err(ApiError::field(
+                "invalid_type",
+                "workflow_execution",
+                "workflow_execution must be an object",
+            ));
+        }
+    };
+    let status = match fields.get("status") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => {
             return Err(ApiError::field(
                 "invalid_type",
-                "status",
-                "status must be a string",
+                format!("{prefix}status"),
+                format!("{prefix}status must be a string"),
             ));
         }
     };
     let execution = state
         .platform
         .set_status(Some(project_id), &id, status)
-        .await?;
+        .await
+        .map_err(|mut err| {
+            if let Some(field) = &mut err.field {
+                field.insert_str(0, prefix);
+            }
+            err
+        })?;
     Ok(Json(execution_json(&execution)).into_response())
 }
 

@@ -12,6 +12,7 @@ switchboard_tests::both_stores!(
     the_customers_reply_reaches_the_execution_the_api_started,
     a_busy_conversation_is_superseded_by_default_and_refused_with_fail,
     the_runner_of_a_superseded_execution_hears_of_it,
+    kapsos_patch_shape_moves_an_execution_like_the_plain_one,
 );
 
 const CUSTOMER: &str = "+15550107777";
@@ -236,5 +237,73 @@ async fn the_runner_of_a_superseded_execution_hears_of_it(redis: bool) -> anyhow
     assert_eq!(message["type"], "superseded");
     assert_eq!(message["by"], second.as_str());
     assert_eq!(new_work.as_deref(), Some(second.as_str()));
+    Ok(())
+}
+
+async fn kapsos_patch_shape_moves_an_execution_like_the_plain_one(
+    redis: bool,
+) -> anyhow::Result<()> {
+    let s = Stack::start(redis).await?;
+    let id = started(&s, json!({})).await?;
+    let path = format!("/platform/v1/workflow_executions/{id}");
+    let patch = |body: Value| {
+        let (api, key, path) = (&s.api, &s.tenant.key, &path);
+        async move { api.patch(path, key, &body).await }
+    };
+    let moved = patch(json!({"workflow_execution": {"status": "running"}})).await?;
+    assert_eq!(moved.status, 200, "{:?}", moved.body);
+    assert_eq!(moved.body["status"], "running");
+    // The plain shape still works, on the same execution.
+    let moved = patch(json!({"status": "waiting"})).await?;
+    assert_eq!(
+        (moved.status, &moved.body["status"]),
+        (200, &json!("waiting"))
+    );
+    // Refusals name the nested field, and change nothing.
+    for (body, code, field) in [
+        (
+            json!({"workflow_execution": {"status": "pending"}}),
+            "invalid_transition",
+            "workflow_execution.status",
+        ),
+        (
+            json!({"workflow_execution": {"status": "done"}}),
+            "invalid_status",
+            "workflow_execution.status",
+        ),
+        (
+            json!({"workflow_execution": {"status": 3}}),
+            "invalid_type",
+            "workflow_execution.status",
+        ),
+        (
+            json!({"workflow_execution": {}}),
+            "missing_field",
+            "workflow_execution.status",
+        ),
+        (
+            json!({"workflow_execution": "ended"}),
+            "invalid_type",
+            "workflow_execution",
+        ),
+    ] {
+        let refused = patch(body.clone()).await?;
+        assert_eq!(
+            (refused.status, refused.code(), refused.field()),
+            (422, code, field),
+            "{body}"
+        );
+    }
+    assert_eq!(s.execution(&id).await?["status"], "waiting");
+    // Without a valid key nothing moves.
+    let other = s
+        .api
+        .patch(
+            &path,
+            "sk_not_a_key",
+            &json!({"workflow_execution": {"status": "ended"}}),
+        )
+        .await?;
+    assert_eq!(other.status, 401);
     Ok(())
 }
