@@ -378,6 +378,26 @@ impl pb::executions_server::Executions for ExecutionsService {
         }))
     }
 
+    async fn resume_execution(
+        &self,
+        request: Request<pb::ResumeExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let project = match self.control_plane(request.metadata())? {
+            Some(project) => project,
+            None => self
+                .platform
+                .project_of(api_key(request.metadata()))
+                .map_err(to_status)?,
+        };
+        let r = request.get_ref();
+        let execution = self
+            .platform
+            .resume(project, &r.tracking_id, r.resume_json.as_bytes())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(to_proto(execution)))
+    }
+
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,

@@ -187,4 +187,21 @@ impl Platform {
         )
         .await
     }
+
+    /// `POST {base}{path}` with the key and a raw body.
+    pub async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<Reply> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
 }

@@ -4,14 +4,16 @@
 //! store is the only I/O.
 //!
 //! The API trigger and executions are here; the conversation endpoints in
-//! [`conversations`], test runs in [`test_runs`]; the request body in [`request`], its
-//! phone number in [`phone`], the execution context it gets in [`context`].
+//! [`conversations`], test runs in [`test_runs`], resumes in [`resume`]; the request body
+//! in [`request`], its phone number in [`phone`], the execution context it gets in
+//! [`context`].
 
 pub mod context;
 pub mod conversations;
 mod error;
 pub mod phone;
 pub mod request;
+mod resume;
 pub mod test_runs;
 
 pub use error::{ApiError, Kind};
@@ -504,16 +506,26 @@ pub fn list_query(
 }
 
 /// `execution_context` as JSON, with the latest delivered message as `last_user_input`
-/// (DESIGN §7 rule b).
+/// (DESIGN §7 rule b) and the variables of resumes merged into `vars` and, unless their
+/// name is reserved, the top level (DESIGN §6, §12).
 pub fn execution_context(e: &Execution) -> String {
-    match &e.last_user_input {
-        None => e.context.clone(),
-        Some(input) => match serde_json::from_str::<Value>(&e.context) {
-            Ok(Value::Object(mut map)) => {
-                map.insert("last_user_input".to_owned(), Value::String(input.clone()));
-                Value::Object(map).to_string()
-            }
-            _ => e.context.clone(),
-        },
+    if e.last_user_input.is_none() && e.variables.is_empty() {
+        return e.context.clone();
     }
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&e.context) else {
+        return e.context.clone();
+    };
+    if let Some(input) = &e.last_user_input {
+        map.insert("last_user_input".to_owned(), Value::String(input.clone()));
+    }
+    for (name, raw) in &e.variables {
+        let value = serde_json::from_str::<Value>(raw).unwrap_or(Value::Null);
+        if let Some(Value::Object(vars)) = map.get_mut("vars") {
+            vars.insert(name.clone(), value.clone());
+        }
+        if !context::RESERVED.contains(&name.as_str()) {
+            map.insert(name.clone(), value);
+        }
+    }
+    Value::Object(map).to_string()
 }

@@ -40,6 +40,7 @@ pub fn routes(state: Arc<PlatformState>) -> Router {
             "/platform/v1/workflow_executions/{id}",
             get(show).patch(update),
         )
+        .route("/platform/v1/workflow_executions/{id}/resume", post(resume))
         .with_state(state)
 }
 
@@ -344,6 +345,27 @@ async fn update(
             err
         })?;
     Ok(Json(execution_json(&execution)).into_response())
+}
+
+/// `POST …/workflow_executions/{id}/resume` (DESIGN §12): 202 with the execution's summary.
+async fn resume(
+    State(state): State<Arc<PlatformState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let project_id = state.platform.project_of(api_key(&headers))?;
+    let body = read_body(&headers, body, BODY_LIMIT).await?;
+    let e = state.platform.resume(project_id, &id, &body).await?;
+    let summary = serde_json::json!({
+        "id": e.id.to_string(),
+        "tracking_id": e.id.to_string(),
+        "workflow_id": e.workflow_id.to_string(),
+        "status": e.status.as_str(),
+        "created_at": rfc3339_ms(e.created_at),
+        "updated_at": rfc3339_ms(e.updated_at),
+    });
+    Ok((StatusCode::ACCEPTED, Json(summary)).into_response())
 }
 
 /// The JSON form of an execution (DESIGN §5).

@@ -23,6 +23,11 @@ pub fn superseded(by: &uuid::Uuid, at: i64) -> String {
         .to_string()
 }
 
+/// A resume through the API (DESIGN §12): Kapso's `message` and the variables given.
+pub fn resumed(message: &Value, variables: &Value, at: i64) -> String {
+    json!({"type": "resumed", "message": message, "variables": variables, "at": at}).to_string()
+}
+
 /// On the new execution: the execution it superseded.
 pub fn supersedes(execution: &uuid::Uuid, at: i64) -> String {
     json!({"type": "supersedes", "execution": execution.to_string(), "at": at}).to_string()

@@ -116,6 +116,9 @@ pub struct Execution {
     /// The last message delivered to the execution (DESIGN §7 rule b): overrides
     /// `last_user_input` of the context.
     pub last_user_input: Option<String>,
+    /// Variables given by resumes (DESIGN §12), name → raw JSON value, the latest per name:
+    /// merged into `vars` of the context.
+    pub variables: std::collections::BTreeMap<String, String>,
     /// Execution events ([`events`]), each serialised JSON, oldest first.
     pub events: Vec<String>,
 }
@@ -126,6 +129,26 @@ pub enum Transition {
     Done(Execution),
     NotFound,
     Invalid { from: Status },
+}
+
+/// A resume of a waiting execution (DESIGN §12).
+#[derive(Clone, Debug)]
+pub struct Resume {
+    /// The new `last_user_input`, when the resume carries text.
+    pub input: Option<String>,
+    /// Variables to merge, name → raw JSON value.
+    pub variables: Vec<(String, String)>,
+    /// The `resumed` event ([`events::resumed`]).
+    pub event: String,
+    pub at: i64,
+}
+
+/// The result of [`Executions::resume`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resumed {
+    Done(Execution),
+    NotFound,
+    NotWaiting { status: Status },
 }
 
 /// One page of a workflow's executions, newest first.
@@ -169,6 +192,11 @@ pub trait Executions: Send + Sync {
     /// Moves an execution to `to` when the transition table allows it, recording a
     /// `status_changed` event.
     async fn set_status(&self, id: Uuid, to: Status, now: i64) -> Result<Transition, StoreError>;
+
+    /// Resumes a `waiting` execution: it becomes `running` with the resume's input and
+    /// variables, a `status_changed` and the `resumed` event; the runner holding it gets
+    /// the event on its claim stream, like a conversation message.
+    async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError>;
 
     /// Appends an event ([`events`], JSON) to an execution's events.
     async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError>;

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use switchboard_tests::platform::Tenant;
 use switchboard_tests::runner::Runner;
 use switchboard_tests::stack::Stack;
 use switchboard_tests::whatsapp::text_message;
@@ -13,6 +14,8 @@ switchboard_tests::both_stores!(
     a_busy_conversation_is_superseded_by_default_and_refused_with_fail,
     the_runner_of_a_superseded_execution_hears_of_it,
     kapsos_patch_shape_moves_an_execution_like_the_plain_one,
+    a_waiting_execution_resumes_and_its_runner_hears_it,
+    resume_execution_over_grpc_acts_for_the_keys_project,
 );
 
 const CUSTOMER: &str = "+15550107777";
@@ -305,5 +308,136 @@ async fn kapsos_patch_shape_moves_an_execution_like_the_plain_one(
         )
         .await?;
     assert_eq!(other.status, 401);
+    Ok(())
+}
+
+async fn a_waiting_execution_resumes_and_its_runner_hears_it(redis: bool) -> anyhow::Result<()> {
+    let mut s = Stack::start(redis).await?;
+    let id = started(&s, json!({"variables": {"plan": "silver"}})).await?;
+    let mut runner = Runner::connect(&s.dp.grpc_url, "runner-r").await?;
+    let mut claims = runner.claims(&[], 30_000).await?;
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claims.message())
+        .await??
+        .and_then(|c| c.execution)
+        .map(|e| e.id);
+    assert_eq!(claimed.as_deref(), Some(id.as_str()));
+    runner.ack(&id).await?;
+    let path = format!("/platform/v1/workflow_executions/{id}/resume");
+    let body = json!({
+        "message": {"kind": "payload", "data": "yes"},
+        "variables": {"plan": "gold", "system": "spoof", "n": [1, 2]},
+    })
+    .to_string();
+
+    // Running, not waiting: refused, nothing changes.
+    let refused = s.api.post(&path, &s.tenant.key, body.clone()).await?;
+    assert_eq!((refused.status, refused.code()), (409, "not_waiting"));
+    runner.set_status(&id, "waiting").await?;
+
+    // Bad bodies name their field and change nothing.
+    for (bad, status, field) in [
+        ("{", 400, ""),
+        (r#"{"message": "yes"}"#, 422, "message"),
+        (r#"{"message": {"data": 3}}"#, 422, "message.data"),
+        (r#"{"message": {"kind": 1}}"#, 422, "message.kind"),
+        (r#"{"variables": []}"#, 422, "variables"),
+        ("[]", 422, "body"),
+    ] {
+        let reply = s.api.post(&path, &s.tenant.key, bad).await?;
+        assert_eq!((reply.status, reply.field()), (status, field), "{bad}");
+    }
+    // Another project's key does not find it; an unknown id neither.
+    let other = Tenant::seed(&mut s.admin, "other", None).await?;
+    s.sync().await?;
+    let reply = s.api.post(&path, &other.key, body.clone()).await?;
+    assert_eq!((reply.status, reply.code()), (404, "execution_not_found"));
+    let unknown = format!("/platform/v1/workflow_executions/{}/resume", uuid_like());
+    let reply = s.api.post(&unknown, &s.tenant.key, body.clone()).await?;
+    assert_eq!(reply.status, 404);
+    assert_eq!(s.execution(&id).await?["status"], "waiting");
+
+    let resumed = s.api.post(&path, &s.tenant.key, body).await?;
+    assert_eq!(resumed.status, 202, "{:?}", resumed.body);
+    assert_eq!(resumed.body["id"], id.as_str());
+    assert_eq!(resumed.body["tracking_id"], id.as_str());
+    assert_eq!(resumed.body["workflow_id"], s.tenant.workflow_id.as_str());
+    assert_eq!(resumed.body["status"], "running");
+    assert!(resumed.body["updated_at"].is_string());
+
+    let e = s.execution(&id).await?;
+    let c = &e["execution_context"];
+    assert_eq!(c["last_user_input"], "yes");
+    assert_eq!(c["vars"]["plan"], "gold");
+    assert_eq!(c["vars"]["n"], json!([1, 2]));
+    assert_eq!(c["plan"], "gold");
+    assert_eq!(c["vars"]["system"], "spoof");
+    assert_eq!(
+        c["system"]["tracking_id"],
+        id.as_str(),
+        "reserved names stay"
+    );
+    let events = events_of(&e, "resumed");
+    assert_eq!(events.len(), 1, "{e}");
+    assert_eq!(events[0]["message"]["data"], "yes");
+    assert_eq!(events[0]["variables"]["plan"], "gold");
+
+    // The runner holding it hears the resume on its stream.
+    let heard = tokio::time::timeout(Duration::from_secs(10), claims.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("the claim stream ended"))?;
+    assert_eq!(heard.attempt, 0);
+    assert_eq!(heard.execution.map(|e| e.id).as_deref(), Some(id.as_str()));
+    let message: Value = serde_json::from_str(heard.message_json.as_deref().unwrap_or("{}"))?;
+    assert_eq!(message["type"], "resumed");
+    Ok(())
+}
+
+/// A well-formed tracking id nobody has.
+fn uuid_like() -> String {
+    "01900000-0000-7000-8000-000000000000".to_owned()
+}
+
+async fn resume_execution_over_grpc_acts_for_the_keys_project(redis: bool) -> anyhow::Result<()> {
+    use switchboard_proto::v1 as pb;
+    use tonic::Code;
+    let mut s = Stack::start(redis).await?;
+    let id = started(&s, json!({})).await?;
+    let mut runner = Runner::connect(&s.dp.grpc_url, "runner-g").await?;
+    runner.set_status(&id, "running").await?;
+    runner.set_status(&id, "waiting").await?;
+    let channel = tonic::transport::Channel::from_shared(s.dp.grpc_url.clone())?
+        .connect()
+        .await?;
+    let mut client = pb::executions_client::ExecutionsClient::new(channel);
+    let resume = |key: &str| {
+        let mut request = tonic::Request::new(pb::ResumeExecutionRequest {
+            tracking_id: id.clone(),
+            resume_json: r#"{"message": {"kind": "payload", "data": "ok"}}"#.into(),
+        });
+        if let Ok(value) = key.parse() {
+            request.metadata_mut().insert("x-api-key", value);
+        }
+        request
+    };
+    let other = Tenant::seed(&mut s.admin, "other", None).await?;
+    s.sync().await?;
+    let refused = client.resume_execution(resume(&other.key)).await;
+    assert_eq!(refused.err().map(|e| e.code()), Some(Code::NotFound));
+    let refused = client.resume_execution(resume("sbk_nope")).await;
+    assert_eq!(refused.err().map(|e| e.code()), Some(Code::Unauthenticated));
+    let e = client
+        .resume_execution(resume(&s.tenant.key))
+        .await?
+        .into_inner();
+    assert_eq!((e.id.as_str(), e.status.as_str()), (id.as_str(), "running"));
+    let context: Value = serde_json::from_str(&e.execution_context_json)?;
+    assert_eq!(context["last_user_input"], "ok");
+    let again = client.resume_execution(resume(&s.tenant.key)).await;
+    let err = again.err();
+    assert_eq!(
+        err.as_ref().map(|e| e.code()),
+        Some(Code::FailedPrecondition)
+    );
+    assert!(err.is_some_and(|e| e.message().starts_with("not_waiting")));
     Ok(())
 }

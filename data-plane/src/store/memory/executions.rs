@@ -3,7 +3,7 @@
 use super::MemoryStore;
 use crate::store::{
     Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
-    OnConflict, Page, Status, StoreError, Transition, events,
+    OnConflict, Page, Resume, Resumed, Status, StoreError, Transition, events,
 };
 use crate::time::now_ms;
 use uuid::Uuid;
@@ -122,6 +122,41 @@ impl Executions for MemoryStore {
         execution.updated_at = now;
         execution.events.push(events::status_changed(from, to, now));
         Ok(Transition::Done(execution.clone()))
+    }
+
+    async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError> {
+        let wall = now_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some((execution, _)) = inner.records.get_mut(&id).filter(|(_, x)| *x > wall) else {
+            return Ok(Resumed::NotFound);
+        };
+        if execution.status != Status::Waiting {
+            return Ok(Resumed::NotWaiting {
+                status: execution.status,
+            });
+        }
+        execution.status = Status::Running;
+        execution.updated_at = resume.at;
+        if let Some(input) = &resume.input {
+            execution.last_user_input = Some(input.clone());
+        }
+        execution.variables.extend(resume.variables.iter().cloned());
+        execution.events.push(events::status_changed(
+            Status::Waiting,
+            Status::Running,
+            resume.at,
+        ));
+        execution.events.push(resume.event.clone());
+        let resumed = execution.clone();
+        if let Some(lease) = inner.leases.get(&id) {
+            inner
+                .runner_messages
+                .entry(lease.runner.clone())
+                .or_default()
+                .push_back((id, resume.event.clone()));
+        }
+        Ok(Resumed::Done(resumed))
     }
 
     async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {

@@ -98,6 +98,7 @@ impl Inner {
             updated_at: e.created_at,
             context,
             last_user_input: None,
+            variables: Default::default(),
             events: Vec::new(),
         };
         self.records

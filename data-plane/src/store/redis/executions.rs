@@ -1,12 +1,12 @@
 //! Executions in Redis (see [`crate::store::Executions`]): creating one is one MULTI/EXEC
 //! when nothing needs checking, else the `create` script (the `join` script when it joins
-//! a conversation, in `conversations.rs`); a status change is the `set_status` script.
+//! a conversation, in `conversations.rs`); a status change is the `set_status` script, a resume the `resume` script.
 
 use super::{RedisStore, int, text};
-use crate::store::keys::{SHARDS, first_id_at, shard_of_project};
+use crate::store::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
 use crate::store::{
     Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page,
-    Status, StoreError, Transition,
+    Resume, Resumed, Status, StoreError, Transition,
 };
 use redis::Value;
 use std::collections::HashMap;
@@ -237,6 +237,40 @@ impl Executions for RedisStore {
         }
     }
 
+    async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError> {
+        let mut invocation = self.scripts.resume.prepare_invoke();
+        invocation
+            .key(self.keys.record(&id))
+            .key(self.keys.events(&id))
+            .arg(self.keys.base(shard_of_execution(&id)))
+            .arg(id.to_string())
+            .arg(resume.at)
+            .arg(&resume.event)
+            .arg(resume.input.as_deref().map_or("0", |_| "1"))
+            .arg(resume.input.as_deref().unwrap_or_default());
+        for (name, value) in &resume.variables {
+            invocation.arg(name).arg(value);
+        }
+        let mut connection = self.connection();
+        let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
+        match reply.first().and_then(int) {
+            Some(0) => Ok(Resumed::NotFound),
+            Some(1) => {
+                let status = reply
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|s| Status::parse(&s))
+                    .ok_or_else(|| StoreError::Corrupt(format!("status of {id}")))?;
+                Ok(Resumed::NotWaiting { status })
+            }
+            Some(2) => match self.get(id).await? {
+                Some(execution) => Ok(Resumed::Done(execution)),
+                None => Ok(Resumed::NotFound),
+            },
+            _ => Err(StoreError::Corrupt(format!("resume returned {reply:?}"))),
+        }
+    }
+
     async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
         let events = self.keys.events(&id);
         let mut connection = self.connection();
@@ -382,6 +416,10 @@ pub(super) fn parse_record(
         updated_at,
         context: take("context")?,
         last_user_input: fields.remove("input"),
+        variables: fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix("v:")?.to_owned(), value)))
+            .collect(),
         events,
     })
 }

@@ -44,6 +44,7 @@ struct Scripts {
     status: Script,
     end: Script,
     join: Script,
+    resume: Script,
 }
 
 impl Scripts {
@@ -57,6 +58,7 @@ impl Scripts {
             status: Script::new(STATUS),
             end: Script::new(END),
             join: Script::new(JOIN),
+            resume: Script::new(include_str!("scripts/resume.lua")),
         }
     }
 }
