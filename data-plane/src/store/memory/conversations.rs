@@ -89,13 +89,7 @@ impl MemoryStore {
                     execution.last_user_input = Some(m.last_user_input.clone());
                     execution.events.push(m.delivery.clone());
                 }
-                if let Some(lease) = inner.leases.get(&id) {
-                    inner
-                        .runner_messages
-                        .entry(lease.runner.clone())
-                        .or_default()
-                        .push_back((id, m.delivery.clone()));
-                }
+                inner.tell_runner(id, m.delivery.clone());
                 Route::Delivered(id)
             }
             (Rule::Trigger, _, Some(e)) => {
@@ -267,12 +261,7 @@ impl Inner {
                 old.status = Status::Ended;
                 old.updated_at = now;
             }
-            if let Some(lease) = self.leases.get(&holder) {
-                self.runner_messages
-                    .entry(lease.runner.clone())
-                    .or_default()
-                    .push_back((holder, superseded));
-            }
+            self.tell_runner(holder, superseded);
             if let Some((new, _)) = self.records.get_mut(&e.id) {
                 new.events.push(events::supersedes(&holder, now));
             }

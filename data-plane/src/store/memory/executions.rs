@@ -149,13 +149,7 @@ impl Executions for MemoryStore {
         ));
         execution.events.push(resume.event.clone());
         let resumed = execution.clone();
-        if let Some(lease) = inner.leases.get(&id) {
-            inner
-                .runner_messages
-                .entry(lease.runner.clone())
-                .or_default()
-                .push_back((id, resume.event.clone()));
-        }
+        inner.tell_runner(id, resume.event.clone());
         Ok(Resumed::Done(resumed))
     }
 

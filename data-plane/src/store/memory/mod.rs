@@ -113,6 +113,16 @@ impl Inner {
             .push_back(e.id);
     }
 
+    /// Hands `message` (JSON) to the runner the execution `id` was delivered to, if any.
+    fn tell_runner(&mut self, id: Uuid, message: String) {
+        if let Some(lease) = self.leases.get(&id) {
+            self.runner_messages
+                .entry(lease.runner.clone())
+                .or_default()
+                .push_back((id, message));
+        }
+    }
+
     fn sweep(&mut self, now: i64) {
         if now - self.swept_at < SWEEP_EVERY_MS {
             return;

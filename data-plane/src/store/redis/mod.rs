@@ -32,7 +32,11 @@ macro_rules! with_prelude {
 const MESSAGE: &str = with_prelude!("scripts/message.lua");
 const STATUS: &str = with_prelude!("scripts/status.lua");
 const END: &str = with_prelude!("scripts/end.lua");
-const JOIN: &str = with_prelude!("scripts/join.lua");
+const JOIN: &str = concat!(
+    include_str!("scripts/prelude.lua"),
+    include_str!("scripts/admission.lua"),
+    include_str!("scripts/join.lua")
+);
 
 /// Every script, hashed once.
 struct Scripts {
@@ -50,7 +54,10 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            create: Script::new(include_str!("scripts/create.lua")),
+            create: Script::new(concat!(
+                include_str!("scripts/admission.lua"),
+                include_str!("scripts/create.lua")
+            )),
             set_status: Script::new(include_str!("scripts/set_status.lua")),
             claim: Script::new(include_str!("scripts/claim.lua")),
             ack: Script::new(include_str!("scripts/ack.lua")),

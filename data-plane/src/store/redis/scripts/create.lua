@@ -9,24 +9,10 @@
 -- Returns {0, burst remaining or -1} created, {1, tracking id} replayed, {2} key reused,
 -- {3} rate limited.
 local request = ARGV[9]
-if request ~= '' then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then
-    local space = string.find(seen, ' ', 1, true)
-    if space and string.sub(seen, 1, space - 1) == request then
-      return {1, string.sub(seen, space + 1)}
-    end
-    return {2}
-  end
-end
-local remaining = -1
-local limit = tonumber(ARGV[11])
-if limit > 0 then
-  local count = redis.call('INCR', KEYS[5])
-  if count == 1 then redis.call('PEXPIRE', KEYS[5], 2000) end
-  if count > limit then return {3} end
-  remaining = limit - count
-end
+local replayed = replay(KEYS[4], request)
+if replayed then return replayed end
+local remaining = burst(KEYS[5], ARGV[11])
+if not remaining then return {3} end
 redis.call('HSET', KEYS[1], 'status', 'pending', 'updated', ARGV[6], 'meta', ARGV[5],
   'context', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[8])

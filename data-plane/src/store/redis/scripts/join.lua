@@ -16,16 +16,8 @@
 -- {4, holder} busy.
 local project, config, customer = ARGV[6], ARGV[7], ARGV[8]
 local request = ARGV[13]
-if request ~= '' then
-  local seen = redis.call('GET', KEYS[1])
-  if seen then
-    local space = string.find(seen, ' ', 1, true)
-    if space and string.sub(seen, 1, space - 1) == request then
-      return {1, string.sub(seen, space + 1)}
-    end
-    return {2}
-  end
-end
+local replayed = replay(KEYS[1], request)
+if replayed then return replayed end
 local pointer = base .. 'cn:' .. config .. ':' .. customer
 local cid = redis.call('GET', pointer)
 local conv
@@ -45,14 +37,8 @@ if cid then
   end
 end
 if holder and ARGV[12] == 'fail' then return {4, holder} end
-local remaining = -1
-local limit = tonumber(ARGV[15])
-if limit > 0 then
-  local count = redis.call('INCR', KEYS[2])
-  if count == 1 then redis.call('PEXPIRE', KEYS[2], 2000) end
-  if count > limit then return {3} end
-  remaining = limit - count
-end
+local remaining = burst(KEYS[2], ARGV[15])
+if not remaining then return {3} end
 local roles = roles_at(16)
 local id = ARGV[roles.api + 1]
 local list = base .. 'cl:' .. project
@@ -63,18 +49,9 @@ if cid then
 else
   cid = ARGV[11]
   created = 1
-  conv = base .. 'c:' .. cid
-  redis.call('HSET', conv, 'project', project, 'number', config, 'pnid', ARGV[10], 'phone',
-    ARGV[9], 'status', 'active', 'created', now, 'last', now, 'exec', id)
-  redis.call('SET', pointer, cid, 'PX', retention)
-  if sometimes(cid) then
-    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
-  end
+  conv = open(cid, pointer, list, {project, config, ARGV[10], ARGV[9]}, {'exec', id})
 end
-redis.call('PEXPIRE', conv, retention)
-redis.call('ZADD', base .. 'ca', now, cid)
-redis.call('ZADD', list, now, cid)
-redis.call('PEXPIRE', list, retention)
+touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 create(roles.api, id_json, status_json, project)
 local started = ''

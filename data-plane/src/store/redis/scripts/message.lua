@@ -21,27 +21,17 @@ if cid then
   redis.call('HSET', conv, 'last', now, 'lm', ARGV[12])
   redis.call('PEXPIRE', pointer, retention)
 else
-  -- A new conversation: written whole, in one command.
   cid = ARGV[11]
   created = 1
-  conv = base .. 'c:' .. cid
-  local fields = {'project', project, 'number', ARGV[7], 'pnid', ARGV[10], 'phone', ARGV[9],
-    'status', 'active', 'created', now, 'last', now, 'lm', ARGV[12]}
+  local extra = {'lm', ARGV[12]}
   if roles.trigger then
     -- Nothing runs in a new conversation: the message trigger's execution will be its own.
-    fields[#fields + 1] = 'exec'
-    fields[#fields + 1] = ARGV[roles.trigger + 1]
+    extra[#extra + 1] = 'exec'
+    extra[#extra + 1] = ARGV[roles.trigger + 1]
   end
-  redis.call('HSET', conv, unpack(fields))
-  redis.call('SET', pointer, cid, 'PX', retention)
-  if sometimes(cid) then
-    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
-  end
+  conv = open(cid, pointer, list, {project, ARGV[7], ARGV[10], ARGV[9]}, extra)
 end
-redis.call('PEXPIRE', conv, retention)
-redis.call('ZADD', base .. 'ca', now, cid)
-redis.call('ZADD', list, now, cid)
-redis.call('PEXPIRE', list, retention)
+touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 local started = {}
 if created == 1 and roles.created then

@@ -1,4 +1,4 @@
--- Shared by the WhatsApp scripts (message, status, end; see `conversations.rs`).
+-- Shared by the WhatsApp scripts (message, status, end, join; see `conversations.rs`).
 -- ARGV[1..5]: shard base, now, retention, index trim bound, placeholder token (for
 -- diagnostics: templates arrive already split at it). Executions to start follow at
 -- `first`: their count, then per execution role, id, workflow, trigger type, and meta and
@@ -35,6 +35,26 @@ local function roles_at(first)
     o = skip(skip(o + 4))
   end
   return roles
+end
+-- A new active conversation `cid`, written whole in one command, with its customer's
+-- `pointer`; `who` is {project, config id, Meta phone_number_id, phone}, `extra` more
+-- fields. Returns its key.
+local function open(cid, pointer, list, who, extra)
+  local conv = base .. 'c:' .. cid
+  redis.call('HSET', conv, 'project', who[1], 'number', who[2], 'pnid', who[3], 'phone', who[4],
+    'status', 'active', 'created', now, 'last', now, unpack(extra))
+  redis.call('SET', pointer, cid, 'PX', retention)
+  if sometimes(cid) then
+    redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
+  end
+  return conv
+end
+-- Activity in conversation `cid`: its expiry, the shard's active set and the project's list.
+local function touch(conv, cid, list)
+  redis.call('PEXPIRE', conv, retention)
+  redis.call('ZADD', base .. 'ca', now, cid)
+  redis.call('ZADD', list, now, cid)
+  redis.call('PEXPIRE', list, retention)
 end
 local function create(o, id_json, status_json, project)
   local id, workflow = ARGV[o + 1], ARGV[o + 2]
