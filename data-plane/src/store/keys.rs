@@ -7,7 +7,8 @@
 //! runner holding only a tracking id finds the record without knowing the project.
 //!
 //! ```text
-//! {prefix}:{x<shard>}:e:<tracking id>          hash: status, updated, meta (JSON), context
+//! {prefix}:{x<shard>}:e:<tracking id>          hash: status, updated, meta (JSON), context,
+//!                                              input, v:<name> (resumed variables), claim state
 //! {prefix}:{x<shard>}:ev:<tracking id>         list: its events (JSON)
 //! {prefix}:{x<shard>}:w:<workflow id>          sorted set (lex): tracking ids of a workflow
 //! {prefix}:{x<shard>}:dispatch                 stream: executions for runners to claim
