@@ -520,7 +520,11 @@ pub fn execution_context(e: &Execution) -> String {
     }
     for (name, raw) in &e.variables {
         let value = serde_json::from_str::<Value>(raw).unwrap_or(Value::Null);
-        if let Some(Value::Object(vars)) = map.get_mut("vars") {
+        // Executions of WhatsApp triggers have no `vars` until a resume gives some.
+        let vars = map
+            .entry("vars")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(vars) = vars {
             vars.insert(name.clone(), value.clone());
         }
         if !context::RESERVED.contains(&name.as_str()) {
@@ -528,4 +532,50 @@ pub fn execution_context(e: &Execution) -> String {
         }
     }
     Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumed_variables_merge_into_vars_and_unreserved_names_into_the_top_level() {
+        let e = |context: &str| Execution {
+            id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            workflow_id: Uuid::nil(),
+            status: Status::Running,
+            trigger_type: TriggerType::InboundMessage,
+            test: false,
+            observer_mode: false,
+            conversation_id: None,
+            created_at: 0,
+            updated_at: 0,
+            context: context.to_owned(),
+            last_user_input: Some("yes".to_owned()),
+            variables: [("plan", r#""gold""#), ("system", "1")]
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .into(),
+            events: Vec::new(),
+        };
+        // A WhatsApp trigger's context has no `vars`: a resume gives it one.
+        let merged: Value = serde_json::from_str(&execution_context(&e(r#"{"system": {"x": 1}}"#)))
+            .unwrap_or_default();
+        assert_eq!(
+            merged,
+            serde_json::json!({
+                "system": {"x": 1},
+                "vars": {"plan": "gold", "system": 1},
+                "plan": "gold",
+                "last_user_input": "yes",
+            })
+        );
+        let merged: Value =
+            serde_json::from_str(&execution_context(&e(r#"{"vars": {"a": 1, "plan": "s"}}"#)))
+                .unwrap_or_default();
+        assert_eq!(
+            merged["vars"],
+            serde_json::json!({"a": 1, "plan": "gold", "system": 1})
+        );
+    }
 }
