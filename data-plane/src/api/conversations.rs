@@ -2,9 +2,10 @@
 //! them, end one; and the stored status of an outbound message. Scoped to the key's
 //! project like everything else: another project's conversation is not found.
 
-use super::{ApiError, Kind, Platform, page_size, phone};
+use super::paging::{Listed, NumberedPage, Paging, RawPaging};
+use super::{ApiError, Kind, Platform, phone};
 use crate::store::conversations::ConversationStatus;
-use crate::store::{Conversation, ConversationPage, ConversationQuery, MessageState};
+use crate::store::{Conversation, ConversationQuery, MessageState};
 use crate::whatsapp::lifecycle::EndError;
 use serde_json::Value;
 use uuid::Uuid;
@@ -15,8 +16,7 @@ pub struct ListParams<'a> {
     pub phone_number_id: Option<&'a str>,
     pub phone_number: Option<&'a str>,
     pub status: Option<&'a str>,
-    pub limit: Option<&'a str>,
-    pub after: Option<&'a str>,
+    pub paging: RawPaging<'a>,
 }
 
 fn conversation_not_found() -> ApiError {
@@ -76,7 +76,7 @@ impl Platform {
         &self,
         api_key: Option<&str>,
         params: &ListParams<'_>,
-    ) -> Result<ConversationPage, ApiError> {
+    ) -> Result<Listed<Conversation, (i64, Uuid)>, ApiError> {
         let table = self.table()?;
         let project_id = Self::authenticate(&table, api_key)?.project_id;
         if let Some(pnid) = params.phone_number_id
@@ -110,20 +110,23 @@ impl Platform {
                 })
             })
             .transpose()?;
-        let limit = page_size(params.limit)?;
-        let after = params
-            .after
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                parse_cursor(a).ok_or_else(|| {
-                    ApiError::field(
-                        "invalid_cursor",
-                        "after",
-                        "after must be a cursor from a previous page",
-                    )
-                })
-            })
-            .transpose()?;
+        let (limit, after, page) = match params.paging.parse()? {
+            Paging::Cursor { limit, after } => {
+                let after = after
+                    .map(|a| {
+                        parse_cursor(a).ok_or_else(|| {
+                            ApiError::field(
+                                "invalid_cursor",
+                                "after",
+                                "after must be a cursor from a previous page",
+                            )
+                        })
+                    })
+                    .transpose()?;
+                (limit, after, None)
+            }
+            Paging::Numbered { page, per_page } => (per_page, None, Some(page)),
+        };
         let query = ConversationQuery {
             project_id,
             phone_number_id: params.phone_number_id.map(str::to_owned),
@@ -132,7 +135,24 @@ impl Platform {
             limit,
             after,
         };
-        Ok(self.store.conversations(&query).await?)
+        match page {
+            None => {
+                let page = self.store.conversations(&query).await?;
+                Ok(Listed::Cursor {
+                    rows: page.conversations,
+                    after: page.after,
+                })
+            }
+            Some(page) => {
+                let numbered = self.store.numbered_conversations(&query, page).await?;
+                Ok(Listed::Numbered(NumberedPage {
+                    rows: numbered.rows,
+                    page,
+                    per_page: limit,
+                    total_count: numbered.total,
+                }))
+            }
+        }
     }
 
     /// `PATCH /platform/v1/whatsapp/conversations/{id}`: ends it (once; ending an ended

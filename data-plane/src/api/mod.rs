@@ -11,6 +11,7 @@
 pub mod context;
 pub mod conversations;
 mod error;
+pub mod paging;
 pub mod phone;
 pub mod request;
 mod resume;
@@ -22,10 +23,11 @@ use crate::observer;
 use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
 use crate::store::conversations::Placeholder;
 use crate::store::{
-    Admission, Binding, Created, Execution, ListQuery, NewExecution, Page, Status, Store,
-    Transition, keys,
+    Admission, Binding, Created, Execution, ListQuery, NewExecution, Status, Store, Transition,
+    keys,
 };
 use crate::whatsapp::{Lifecycle, planning};
+use paging::{Listed, NumberedPage, Paging, RawPaging};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -307,15 +309,15 @@ impl Platform {
         self.execution_of(project_id, id).await
     }
 
-    /// Executions of a workflow of the key's project, newest first.
+    /// Executions of a workflow of the key's project: a cursor page, newest first, or a
+    /// numbered page, oldest first ([`paging`]).
     pub async fn executions(
         &self,
         api_key: Option<&str>,
         workflow_id: &str,
         status: Option<&str>,
-        limit: Option<&str>,
-        after: Option<&str>,
-    ) -> Result<Page, ApiError> {
+        paging: RawPaging<'_>,
+    ) -> Result<Listed<Execution, Uuid>, ApiError> {
         let table = self.table()?;
         let project_id = Self::authenticate(&table, api_key)?.project_id;
         let workflow_id = Uuid::parse_str(workflow_id)
@@ -326,8 +328,32 @@ impl Platform {
                     .is_some_and(|w| w.project_id == project_id)
             })
             .ok_or_else(ApiError::workflow_not_found)?;
-        let query = list_query(project_id, workflow_id, status, limit, after)?;
-        Ok(self.store.list(&query).await?)
+        match paging.parse()? {
+            Paging::Cursor { after, .. } => {
+                let query = list_query(project_id, workflow_id, status, paging.limit, after)?;
+                let page = self.store.list(&query).await?;
+                Ok(Listed::Cursor {
+                    rows: page.executions,
+                    after: page.after,
+                })
+            }
+            Paging::Numbered { page, per_page } => {
+                let query = ListQuery {
+                    workflow_id,
+                    project_id,
+                    status: parse_status(status)?,
+                    limit: per_page,
+                    after: None,
+                };
+                let numbered = self.store.numbered(&query, page).await?;
+                Ok(Listed::Numbered(NumberedPage {
+                    rows: numbered.rows,
+                    page,
+                    per_page,
+                    total_count: numbered.total,
+                }))
+            }
+        }
     }
 
     /// Moves an execution of the key's project to `status` (`None`: the key is a runner's,
@@ -457,24 +483,6 @@ pub(crate) fn api_context(
     context::api_call(call, &origin)
 }
 
-/// The `limit` of a list: 1-100, default 20.
-pub fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(LIST_DEFAULT),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIST_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "invalid_limit",
-                    "limit",
-                    format!("limit must be 1-{LIST_MAX}"),
-                )
-            }),
-    }
-}
-
 /// A list query from its raw parameters.
 pub fn list_query(
     project_id: Uuid,
@@ -483,7 +491,7 @@ pub fn list_query(
     limit: Option<&str>,
     after: Option<&str>,
 ) -> Result<ListQuery, ApiError> {
-    let limit = page_size(limit)?;
+    let limit = paging::limit(limit)?;
     let after = after
         .filter(|a| !a.is_empty())
         .map(|a| {
@@ -557,6 +565,7 @@ mod tests {
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
                 .into(),
             events: Vec::new(),
+            last_event_at: 0,
         };
         // A WhatsApp trigger's context has no `vars`: a resume gives it one.
         let merged: Value = serde_json::from_str(&execution_context(&e(r#"{"system": {"x": 1}}"#)))

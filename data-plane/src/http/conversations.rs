@@ -1,8 +1,9 @@
 //! The conversation endpoints of the platform API over HTTP (DESIGN §5), mapped onto
 //! [`Platform`]; and the JSON form of a conversation.
 
-use super::platform::{api_key, read_body};
+use super::platform::{api_key, list_body, read_body};
 use crate::api::conversations::{ListParams, cursor};
+use crate::api::paging::RawPaging;
 use crate::api::{ApiError, BODY_LIMIT, Kind, Platform};
 use crate::store::Conversation;
 use crate::time::rfc3339_ms;
@@ -47,6 +48,8 @@ struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     after: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 async fn list(
@@ -60,16 +63,15 @@ async fn list(
         phone_number_id: q.phone_number_id.as_deref().filter(|s| !s.is_empty()),
         phone_number: q.phone_number.as_deref().filter(|s| !s.is_empty()),
         status: q.status.as_deref().filter(|s| !s.is_empty()),
-        limit: q.limit.as_deref(),
-        after: q.after.as_deref(),
+        paging: RawPaging {
+            limit: q.limit.as_deref(),
+            after: q.after.as_deref(),
+            page: q.page.as_deref(),
+            per_page: q.per_page.as_deref(),
+        },
     };
-    let page = platform.conversations(api_key(&headers), &params).await?;
-    let data: Vec<Value> = page.conversations.iter().map(conversation_json).collect();
-    Ok(Json(json!({
-        "data": data,
-        "paging": { "cursors": { "after": page.after.map(cursor) } },
-    }))
-    .into_response())
+    let listed = platform.conversations(api_key(&headers), &params).await?;
+    Ok(Json(list_body(&listed, conversation_json, |c| cursor(*c))).into_response())
 }
 
 async fn show(

@@ -1,6 +1,7 @@
 //! The platform API over HTTP (DESIGN §5): extracts the key, body and parameters, calls
 //! [`Platform`], and maps [`ApiError`]s to statuses and the documented error body.
 
+use crate::api::paging::{Listed, RawPaging};
 use crate::api::{
     ApiError, BODY_LIMIT, Body, Caller, Kind, Platform, StartRequest, execution_context,
 };
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct PlatformState {
@@ -264,6 +266,32 @@ struct ListParams {
     status: Option<String>,
     limit: Option<String>,
     after: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+/// The body of a list: `{data, paging: {cursors: {after}}}` for a cursor page, Kapso's
+/// `{data, meta: {page, per_page, total_pages, total_count}}` for a numbered one.
+pub(super) fn list_body<T, C>(
+    listed: &Listed<T, C>,
+    row: impl Fn(&T) -> Value,
+    cursor: impl Fn(&C) -> String,
+) -> Value {
+    match listed {
+        Listed::Cursor { rows, after } => json!({
+            "data": rows.iter().map(row).collect::<Vec<_>>(),
+            "paging": { "cursors": { "after": after.as_ref().map(cursor) } },
+        }),
+        Listed::Numbered(page) => json!({
+            "data": page.rows.iter().map(row).collect::<Vec<_>>(),
+            "meta": {
+                "page": page.page,
+                "per_page": page.per_page,
+                "total_pages": page.total_pages(),
+                "total_count": page.total_count,
+            },
+        }),
+    }
 }
 
 async fn list(
@@ -274,22 +302,22 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let Query(params) =
         params.map_err(|e| ApiError::new(Kind::BadRequest, "invalid_query", e.body_text()))?;
-    let page = state
+    let paging = RawPaging {
+        limit: params.limit.as_deref(),
+        after: params.after.as_deref(),
+        page: params.page.as_deref(),
+        per_page: params.per_page.as_deref(),
+    };
+    let listed = state
         .platform
         .executions(
             api_key(&headers),
             &workflow_id,
             params.status.as_deref(),
-            params.limit.as_deref(),
-            params.after.as_deref(),
+            paging,
         )
         .await?;
-    let data: Vec<Value> = page.executions.iter().map(execution_json).collect();
-    Ok(Json(json!({
-        "data": data,
-        "paging": { "cursors": { "after": page.after.map(|id| id.to_string()) } },
-    }))
-    .into_response())
+    Ok(Json(list_body(&listed, execution_json, Uuid::to_string)).into_response())
 }
 
 async fn show(
@@ -381,8 +409,12 @@ pub fn execution_json(e: &Execution) -> Value {
         "test": e.test,
         "observer_mode": e.observer_mode,
         "conversation_id": e.conversation_id,
+        "whatsapp_conversation_id": e.conversation_id,
         "created_at": rfc3339_ms(e.created_at),
         "updated_at": rfc3339_ms(e.updated_at),
+        "started_at": rfc3339_ms(e.created_at),
+        "ended_at": e.status.is_final().then(|| rfc3339_ms(e.updated_at)),
+        "last_event_at": rfc3339_ms(e.last_event_at),
         "execution_context": context,
         "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
     })

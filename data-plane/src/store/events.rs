@@ -33,6 +33,20 @@ pub fn supersedes(execution: &uuid::Uuid, at: i64) -> String {
     json!({"type": "supersedes", "execution": execution.to_string(), "at": at}).to_string()
 }
 
+/// When an event happened: its `at` (every builder here writes one).
+pub fn at(event: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct At {
+        at: i64,
+    }
+    serde_json::from_str::<At>(event).ok().map(|e| e.at)
+}
+
+/// An execution's `last_event_at`: when its newest event happened, else `created_at`.
+pub fn last_event_at(newest: Option<&str>, created_at: i64) -> i64 {
+    newest.and_then(at).unwrap_or(created_at)
+}
+
 /// `{id, type, text}` of an inbound message: a conversation's `last_message`, and what a
 /// delivery and an agent inbox entry carry.
 #[derive(Debug, serde::Serialize)]
@@ -137,5 +151,13 @@ mod tests {
             message_received(&message, 7),
             r#"{"type":"message_received","at":7,"message":{"id":"wamid.1","type":"text","text":"hi"}}"#
         );
+    }
+
+    #[test]
+    fn the_last_event_time_is_the_newest_events_else_the_creation() {
+        let newest = claimed("runner-1", 1, 9);
+        assert_eq!(last_event_at(Some(&newest), 3), 9);
+        assert_eq!(last_event_at(None, 3), 3);
+        assert_eq!(last_event_at(Some("not json"), 3), 3);
     }
 }

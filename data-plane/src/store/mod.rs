@@ -119,8 +119,11 @@ pub struct Execution {
     /// Variables given by resumes (DESIGN §12), name → raw JSON value, the latest per name:
     /// merged into `vars` of the context.
     pub variables: std::collections::BTreeMap<String, String>,
-    /// Execution events ([`events`]), each serialised JSON, oldest first.
+    /// Execution events ([`events`]), each serialised JSON, oldest first (empty in lists).
     pub events: Vec<String>,
+    /// When its newest event happened, else when it was created (Kapso's `last_event_at`);
+    /// set in lists too.
+    pub last_event_at: i64,
 }
 
 /// The result of [`Executions::set_status`].
@@ -159,6 +162,24 @@ pub struct Page {
     pub after: Option<Uuid>,
 }
 
+/// One numbered page of a list (Kapso's `page` / `per_page`, DESIGN §12), oldest first, so
+/// that rows arriving while a client pages land on the last page and never shift the
+/// others; with the count of all rows the query matches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Numbered<T> {
+    pub rows: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> Default for Numbered<T> {
+    fn default() -> Self {
+        Numbered {
+            rows: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ListQuery {
     pub workflow_id: Uuid,
@@ -188,6 +209,14 @@ pub trait Executions: Send + Sync {
 
     /// A page of a workflow's executions, newest first (without their events).
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Page `page` (from 1) of `query.limit` executions, oldest first (without their
+    /// events); `query.after` is not used.
+    async fn numbered(
+        &self,
+        query: &ListQuery,
+        page: usize,
+    ) -> Result<Numbered<Execution>, StoreError>;
 
     /// Moves an execution to `to` when the transition table allows it, recording a
     /// `status_changed` event.
@@ -241,6 +270,14 @@ pub trait Conversations: Send + Sync {
         &self,
         query: &ConversationQuery,
     ) -> Result<ConversationPage, StoreError>;
+
+    /// Page `page` (from 1) of `query.limit` conversations in the order they were opened,
+    /// oldest first; `query.after` is not used.
+    async fn numbered_conversations(
+        &self,
+        query: &ConversationQuery,
+        page: usize,
+    ) -> Result<Numbered<Conversation>, StoreError>;
 
     /// Active conversations without activity since `cutoff` (at most `limit` per shard).
     async fn idle_conversations(

@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod console;
 mod dev;
+mod paging;
 mod routing;
 mod runners;
 mod sends;

@@ -2,7 +2,7 @@
 //! the dispatch queues under the store's mutex. Dispatch entries stay queued, like stream
 //! entries; a lease records who has an execution.
 
-use super::MemoryStore;
+use super::{MemoryStore, shown};
 use crate::store::claims::{AckOutcome, ClaimQuery, Claimed};
 use crate::store::{Claims, Status, StoreError, events};
 use uuid::Uuid;
@@ -52,7 +52,7 @@ impl Claims for MemoryStore {
                 .events
                 .push(events::claimed(&query.runner, lease.attempts, now));
             claimed.push(Claimed {
-                execution: execution.clone(),
+                execution: shown(execution),
                 attempt: lease.attempts,
             });
         }

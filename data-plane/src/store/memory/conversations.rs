@@ -9,7 +9,7 @@ use crate::store::conversations::{
 };
 use crate::store::keys::shard_of_project;
 use crate::store::rules::{self, Rule};
-use crate::store::{Conversations, NewExecution, Status, StoreError, events};
+use crate::store::{Conversations, NewExecution, Numbered, Status, StoreError, events};
 use crate::time::now_ms;
 use uuid::Uuid;
 
@@ -349,6 +349,35 @@ impl Conversations for MemoryStore {
             page.conversations.push(c.clone());
         }
         Ok(page)
+    }
+
+    async fn numbered_conversations(
+        &self,
+        query: &ConversationQuery,
+        page: usize,
+    ) -> Result<Numbered<Conversation>, StoreError> {
+        let wall = now_ms();
+        let inner = self.lock();
+        // Conversation ids are time-ordered, like tracking ids: by id is the order opened.
+        let mut all: Vec<&Conversation> = inner
+            .whatsapp
+            .conversations
+            .values()
+            .filter(|(_, expires)| *expires > wall)
+            .map(|(c, _)| c)
+            .filter(|c| query.matches(c))
+            .collect();
+        all.sort_by_key(|c| c.id);
+        let offset = page.saturating_sub(1).saturating_mul(query.limit);
+        Ok(Numbered {
+            rows: all
+                .iter()
+                .skip(offset)
+                .take(query.limit)
+                .map(|c| (*c).clone())
+                .collect(),
+            total: all.len(),
+        })
     }
 
     async fn idle_conversations(

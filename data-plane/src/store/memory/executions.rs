@@ -1,9 +1,9 @@
 //! Executions in the memory store (see [`crate::store::Executions`]).
 
-use super::MemoryStore;
+use super::{MemoryStore, shown};
 use crate::store::{
     Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
-    OnConflict, Page, Resume, Resumed, Status, StoreError, Transition, events,
+    Numbered, OnConflict, Page, Resume, Resumed, Status, StoreError, Transition, events,
 };
 use crate::time::now_ms;
 use uuid::Uuid;
@@ -80,7 +80,7 @@ impl Executions for MemoryStore {
             .records
             .get(&id)
             .filter(|(_, expires)| *expires > now)
-            .map(|(e, _)| e.clone()))
+            .map(|(e, _)| shown(e)))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -101,11 +101,43 @@ impl Executions for MemoryStore {
                 page.after = page.executions.last().map(|e| e.id);
                 break;
             }
-            let mut listed = execution.clone();
+            let mut listed = shown(execution);
             listed.events.clear();
             page.executions.push(listed);
         }
         Ok(page)
+    }
+
+    async fn numbered(
+        &self,
+        query: &ListQuery,
+        page: usize,
+    ) -> Result<Numbered<Execution>, StoreError> {
+        let now = now_ms();
+        let inner = self.lock();
+        let Some(index) = inner.indexes.get(&(query.project_id, query.workflow_id)) else {
+            return Ok(Numbered::default());
+        };
+        let matching: Vec<&Execution> = index
+            .iter()
+            .filter_map(|id| inner.records.get(id))
+            .filter(|(e, expires)| *expires > now && query.status.is_none_or(|s| s == e.status))
+            .map(|(e, _)| e)
+            .collect();
+        let offset = page.saturating_sub(1).saturating_mul(query.limit);
+        Ok(Numbered {
+            rows: matching
+                .iter()
+                .skip(offset)
+                .take(query.limit)
+                .map(|e| {
+                    let mut listed = shown(e);
+                    listed.events.clear();
+                    listed
+                })
+                .collect(),
+            total: matching.len(),
+        })
     }
 
     async fn set_status(&self, id: Uuid, to: Status, now: i64) -> Result<Transition, StoreError> {
@@ -121,7 +153,7 @@ impl Executions for MemoryStore {
         execution.status = to;
         execution.updated_at = now;
         execution.events.push(events::status_changed(from, to, now));
-        Ok(Transition::Done(execution.clone()))
+        Ok(Transition::Done(shown(execution)))
     }
 
     async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError> {
@@ -148,7 +180,7 @@ impl Executions for MemoryStore {
             resume.at,
         ));
         execution.events.push(resume.event.clone());
-        let resumed = execution.clone();
+        let resumed = shown(execution);
         inner.tell_runner(id, resume.event.clone());
         Ok(Resumed::Done(resumed))
     }

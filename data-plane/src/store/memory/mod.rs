@@ -10,7 +10,7 @@ mod executions;
 
 use super::conversations::{Conversation, MessageState};
 use super::keys::shard_of_project;
-use super::{Backend, Execution, Kind, NewExecution, Status, StoreError};
+use super::{Backend, Execution, Kind, NewExecution, Status, StoreError, events};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,6 +75,15 @@ impl Backend for MemoryStore {
     }
 }
 
+/// An execution as the store hands it out: a copy with `last_event_at` brought up to date
+/// (events are appended in many places; the time of the newest is read here, once).
+fn shown(execution: &Execution) -> Execution {
+    let mut shown = execution.clone();
+    shown.last_event_at =
+        events::last_event_at(shown.events.last().map(String::as_str), shown.created_at);
+    shown
+}
+
 impl Inner {
     /// Writes a new pending execution: record, workflow index, dispatch queue.
     fn insert(
@@ -100,6 +109,7 @@ impl Inner {
             last_user_input: None,
             variables: Default::default(),
             events: Vec::new(),
+            last_event_at: e.created_at,
         };
         self.records
             .insert(e.id, (execution, now.saturating_add(retention_ms)));

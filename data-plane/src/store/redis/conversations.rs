@@ -13,8 +13,9 @@ use crate::store::conversations::{
 };
 use crate::store::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
 use crate::store::{
-    Admission, Conversations, Created, IDEMPOTENCY_WINDOW, NewExecution, StoreError,
+    Admission, Conversations, Created, IDEMPOTENCY_WINDOW, NewExecution, Numbered, StoreError,
 };
+use crate::time::now_ms;
 use redis::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -299,6 +300,62 @@ impl Conversations for RedisStore {
         }
         page.after = cursor;
         Ok(page)
+    }
+
+    /// Reads the project's list (every conversation with activity within the retention)
+    /// and orders it by id, the order opened: O(conversations of the project), and with a
+    /// filter every one of them is read. The cursor form is the cheap one.
+    async fn numbered_conversations(
+        &self,
+        query: &ConversationQuery,
+        page: usize,
+    ) -> Result<Numbered<Conversation>, StoreError> {
+        const BATCH: usize = 500;
+        let list = self.keys.project_conversations(&query.project_id);
+        let alive = now_ms().saturating_sub(self.retention_ms);
+        let mut connection = self.connection();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&list)
+            .arg(alive)
+            .arg("+inf")
+            .query_async(&mut connection)
+            .await?;
+        let mut ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+        ids.sort_unstable();
+        let offset = page.saturating_sub(1).saturating_mul(query.limit);
+        let filtered = query.phone_number_id.is_some()
+            || query.phone_number.is_some()
+            || query.status.is_some();
+        let mut rows = Vec::new();
+        let mut total = 0;
+        let wanted: &[Uuid] = if filtered {
+            &ids
+        } else {
+            total = ids.len();
+            ids.get(offset..)
+                .map_or(&[], |rest| &rest[..rest.len().min(query.limit)])
+        };
+        for batch in wanted.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for id in batch {
+                pipe.hgetall(self.keys.conversation(id));
+            }
+            let records: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+            for (id, fields) in batch.iter().zip(records) {
+                let Some(conversation) = parse_conversation(*id, fields)? else {
+                    continue;
+                };
+                if !filtered {
+                    rows.push(conversation);
+                } else if query.matches(&conversation) {
+                    if total >= offset && rows.len() < query.limit {
+                        rows.push(conversation);
+                    }
+                    total += 1;
+                }
+            }
+        }
+        Ok(Numbered { rows, total })
     }
 
     /// Active conversations idle since before `cutoff` (at most `limit` per shard), oldest

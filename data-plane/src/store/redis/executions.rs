@@ -5,9 +5,10 @@
 use super::{RedisStore, int, text};
 use crate::store::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
 use crate::store::{
-    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution, Page,
-    Resume, Resumed, Status, StoreError, Transition,
+    Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
+    Numbered, Page, Resume, Resumed, Status, StoreError, Transition, events,
 };
+use crate::time::now_ms;
 use redis::Value;
 use std::collections::HashMap;
 use switchboard_proto::wire::TriggerType;
@@ -18,6 +19,8 @@ const LIST_BATCH: usize = 200;
 /// Round trips one list call may spend skipping filtered-out entries before it returns a
 /// short page with a cursor.
 const LIST_ROUNDS: usize = 10;
+/// Index entries read per round trip while counting a numbered page's matches.
+const NUMBERED_BATCH: usize = 1000;
 
 #[async_trait::async_trait]
 impl Executions for RedisStore {
@@ -168,18 +171,13 @@ impl Executions for RedisStore {
             if ids.is_empty() {
                 return Ok(page);
             }
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.hgetall(self.keys.record(id));
-            }
-            let records: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+            let records = self.listed(&mut connection, &ids).await?;
             let full_batch = ids.len() == LIST_BATCH;
-            for (id, fields) in ids.into_iter().zip(records) {
+            for (id, record) in ids.into_iter().zip(records) {
                 cursor = Some(id);
-                if fields.is_empty() {
+                let Some(execution) = record else {
                     continue; // expired; the index is trimmed on the next create
-                }
-                let execution = parse_record(id, fields, Vec::new())?;
+                };
                 if execution.project_id != query.project_id
                     || query.status.is_some_and(|s| s != execution.status)
                 {
@@ -198,6 +196,82 @@ impl Executions for RedisStore {
         // Scanned enough for one call: hand back a cursor where the scan stopped.
         page.after = cursor;
         Ok(page)
+    }
+
+    async fn numbered(
+        &self,
+        query: &ListQuery,
+        page: usize,
+    ) -> Result<Numbered<Execution>, StoreError> {
+        let index = self
+            .keys
+            .workflow_index(&query.project_id, &query.workflow_id);
+        // Entries older than the retention may wait in the index to be trimmed; their
+        // records are gone, so they are neither counted nor listed.
+        let alive = format!("[{}", first_id_at(now_ms() - self.retention_ms));
+        let offset = page.saturating_sub(1).saturating_mul(query.limit);
+        let mut connection = self.connection();
+        let Some(status) = query.status else {
+            let (total, ids): (usize, Vec<String>) = redis::pipe()
+                .cmd("ZLEXCOUNT")
+                .arg(&index)
+                .arg(&alive)
+                .arg("+")
+                .cmd("ZRANGEBYLEX")
+                .arg(&index)
+                .arg(&alive)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(query.limit)
+                .query_async(&mut connection)
+                .await?;
+            let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+            let rows = self.listed(&mut connection, &ids).await?;
+            return Ok(Numbered {
+                rows: rows.into_iter().flatten().collect(),
+                total,
+            });
+        };
+        // A status filter reads every entry's status: O(executions of the workflow).
+        let mut matching = Vec::new();
+        let mut total = 0;
+        let mut from = alive;
+        loop {
+            let ids: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                .arg(&index)
+                .arg(&from)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(NUMBERED_BATCH)
+                .query_async(&mut connection)
+                .await?;
+            let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+            let Some(last) = ids.last() else { break };
+            from = format!("({last}");
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hget(self.keys.record(id), "status");
+            }
+            let statuses: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
+            for (id, s) in ids.iter().zip(statuses) {
+                if s.as_deref() == Some(status.as_str()) {
+                    if total >= offset && matching.len() < query.limit {
+                        matching.push(*id);
+                    }
+                    total += 1;
+                }
+            }
+            if ids.len() < NUMBERED_BATCH {
+                break;
+            }
+        }
+        let rows = self.listed(&mut connection, &matching).await?;
+        Ok(Numbered {
+            rows: rows.into_iter().flatten().collect(),
+            total,
+        })
     }
 
     async fn set_status(&self, id: Uuid, to: Status, now: i64) -> Result<Transition, StoreError> {
@@ -327,6 +401,44 @@ pub(super) struct Checks<'a> {
 }
 
 impl RedisStore {
+    /// The records of `ids` as lists show them (no events, `last_event_at` from the newest
+    /// one), in one round trip; `None` for one that expired.
+    async fn listed(
+        &self,
+        connection: &mut redis::aio::ConnectionManager,
+        ids: &[Uuid],
+    ) -> Result<Vec<Option<Execution>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.record(id));
+            pipe.cmd("LINDEX").arg(self.keys.events(id)).arg(-1);
+        }
+        let replies: Vec<Value> = pipe.query_async(connection).await?;
+        let mut replies = replies.into_iter();
+        let mut listed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (Some(fields), Some(newest)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::Corrupt("short list reply".into()));
+            };
+            let corrupt = |e: redis::ParsingError| StoreError::Corrupt(format!("{id}: {e}"));
+            let fields: HashMap<String, String> =
+                redis::from_redis_value(fields).map_err(corrupt)?;
+            if fields.is_empty() {
+                listed.push(None);
+                continue;
+            }
+            let newest: Option<String> = redis::from_redis_value(newest).map_err(corrupt)?;
+            let mut execution = parse_record(*id, fields, Vec::new())?;
+            execution.last_event_at =
+                events::last_event_at(newest.as_deref(), execution.created_at);
+            listed.push(Some(execution));
+        }
+        Ok(listed)
+    }
+
     pub(super) fn checks<'a>(&self, e: &NewExecution, admission: &'a Admission) -> Checks<'a> {
         let record = || self.keys.record(&e.id);
         let (idempotency_key, request) = match &admission.idempotency {
@@ -420,6 +532,7 @@ pub(super) fn parse_record(
             .into_iter()
             .filter_map(|(name, value)| Some((name.strip_prefix("v:")?.to_owned(), value)))
             .collect(),
+        last_event_at: events::last_event_at(events.last().map(String::as_str), meta.created_at),
         events,
     })
 }
