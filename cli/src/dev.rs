@@ -143,6 +143,7 @@ pub async fn run(args: Dev) -> Result<(), Failure> {
         runner_token: credentials.runner_token.clone(),
         graph_api_base: "https://graph.facebook.com/v24.0".into(),
         conversation_inactivity: Duration::from_secs(24 * 3600),
+        waiting_timeout: Duration::from_secs(24 * 3600),
         execution_retention: Duration::from_secs(7 * 24 * 3600),
         trust_forwarded_for: false,
         advertise_grpc: None,

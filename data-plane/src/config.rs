@@ -76,6 +76,9 @@ pub struct Config {
     /// A conversation with no message for this long ends.
     #[arg(long, env = "SWITCHBOARD_CONVERSATION_INACTIVITY", default_value = "24h", value_parser = duration)]
     pub conversation_inactivity: Duration,
+    /// An execution waiting longer than this fails with reason `waiting_timeout`.
+    #[arg(long, env = "SWITCHBOARD_WAITING_TIMEOUT", default_value = "24h", value_parser = duration)]
+    pub waiting_timeout: Duration,
     /// How long an execution record is kept after it is created.
     #[arg(long, env = "SWITCHBOARD_EXECUTION_RETENTION", default_value = "7d", value_parser = duration)]
     pub execution_retention: Duration,
@@ -107,6 +110,7 @@ impl std::fmt::Debug for Config {
             .field("runner_token", &"<redacted>")
             .field("graph_api_base", &self.graph_api_base)
             .field("conversation_inactivity", &self.conversation_inactivity)
+            .field("waiting_timeout", &self.waiting_timeout)
             .field("execution_retention", &self.execution_retention)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()

@@ -19,6 +19,7 @@ pub mod routing;
 pub mod sends;
 pub mod store;
 pub mod time;
+mod waiting;
 pub mod whatsapp;
 
 pub use config::Config;
@@ -130,6 +131,13 @@ pub async fn run(
         let sweep = lifecycle
             .clone()
             .sweep(config.conversation_inactivity, stop.clone());
+        async move {
+            sweep.await;
+            Ok::<(), Error>(())
+        }
+    });
+    tasks.spawn("waiting timeout", {
+        let sweep = waiting::sweep(store.clone(), config.waiting_timeout, stop.clone());
         async move {
             sweep.await;
             Ok::<(), Error>(())

@@ -171,6 +171,7 @@ impl DataPlane {
             runner_token: RUNNER_TOKEN.to_owned(),
             graph_api_base: "http://127.0.0.1:9/unused".to_owned(),
             conversation_inactivity: Duration::from_secs(24 * 3600),
+            waiting_timeout: Duration::from_secs(24 * 3600),
             execution_retention: Duration::from_secs(7 * 24 * 3600),
             trust_forwarded_for: false,
             advertise_grpc: None,

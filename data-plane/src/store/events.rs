@@ -28,6 +28,13 @@ pub fn resumed(message: &Value, variables: &Value, at: i64) -> String {
     json!({"type": "resumed", "message": message, "variables": variables, "at": at}).to_string()
 }
 
+/// An execution failed because it waited longer than `--waiting-timeout` (`timeout_ms`)
+/// (DESIGN §12).
+pub fn waiting_timeout(timeout_ms: i64, at: i64) -> String {
+    json!({"type": "waiting_timeout", "reason": "waiting_timeout", "timeout_ms": timeout_ms, "at": at})
+        .to_string()
+}
+
 /// On the new execution: the execution it superseded.
 pub fn supersedes(execution: &uuid::Uuid, at: i64) -> String {
     json!({"type": "supersedes", "execution": execution.to_string(), "at": at}).to_string()

@@ -12,6 +12,7 @@
 //! {prefix}:{x<shard>}:ev:<tracking id>         list: its events (JSON)
 //! {prefix}:{x<shard>}:w:<workflow id>          sorted set (lex): tracking ids of a workflow
 //! {prefix}:{x<shard>}:dispatch                 stream: executions for runners to claim
+//! {prefix}:{x<shard>}:wt                       sorted set: executions by when they began waiting
 //! {prefix}:{x<shard>}:i:<project>:<sha256 key>  idempotency: "<request sha256> <tracking id>"
 //! {prefix}:{x<shard>}:b:<key id>:<workflow>:<unix second>   burst counter
 //! {prefix}:{x<shard>}:c:<conversation id>      hash: a conversation (DESIGN §5)
@@ -129,6 +130,10 @@ impl Keys {
             shard_of_project(project_id),
             format_args!("w:{workflow_id}"),
         )
+    }
+
+    pub fn waiting(&self, shard: u8) -> String {
+        self.key(shard, format_args!("wt"))
     }
 
     pub fn dispatch(&self, shard: u8) -> String {

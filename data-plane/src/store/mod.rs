@@ -227,6 +227,17 @@ pub trait Executions: Send + Sync {
     /// the event on its claim stream, like a conversation message.
     async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError>;
 
+    /// Fails executions `waiting` since `cutoff` or earlier (at most `limit` per shard a
+    /// call) with a `waiting_timeout` event, freeing their conversations, and tells their
+    /// runners like of a message; returns the ones it failed. However many nodes call it,
+    /// an execution fails once.
+    async fn time_out_waiting(
+        &self,
+        cutoff: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
     /// Appends an event ([`events`], JSON) to an execution's events.
     async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError>;
 

@@ -95,11 +95,11 @@ impl Lifecycle {
         }
     }
 
-    /// The inactivity sweep, until `stop`: every [`interval`], and again at once after a
+    /// The inactivity sweep, until `stop`: every [`crate::time::sweep_interval`], and again at once after a
     /// full batch.
     pub async fn sweep(self, inactivity: Duration, mut stop: watch::Receiver<bool>) {
         let inactivity_ms = i64::try_from(inactivity.as_millis()).unwrap_or(i64::MAX);
-        let mut every = tokio::time::interval(interval(inactivity));
+        let mut every = tokio::time::interval(crate::time::sweep_interval(inactivity));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -127,10 +127,4 @@ pub enum EndError {
     NotReady,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// How often to sweep: a tenth of the inactivity limit, between 100 ms and 5 s, so a short
-/// limit (tests) is honoured closely and a long one costs a few reads per 5 s.
-pub fn interval(inactivity: Duration) -> Duration {
-    (inactivity / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use switchboard_tests::DataPlane;
 use switchboard_tests::platform::Tenant;
 use switchboard_tests::runner::Runner;
 use switchboard_tests::stack::Stack;
@@ -16,6 +17,7 @@ switchboard_tests::both_stores!(
     kapsos_patch_shape_moves_an_execution_like_the_plain_one,
     a_waiting_execution_resumes_and_its_runner_hears_it,
     resume_execution_over_grpc_acts_for_the_keys_project,
+    a_waiting_execution_times_out_once_and_frees_its_conversation,
 );
 
 const CUSTOMER: &str = "+15550107777";
@@ -439,5 +441,102 @@ async fn resume_execution_over_grpc_acts_for_the_keys_project(redis: bool) -> an
         Some(Code::FailedPrecondition)
     );
     assert!(err.is_some_and(|e| e.message().starts_with("not_waiting")));
+    Ok(())
+}
+
+async fn a_waiting_execution_times_out_once_and_frees_its_conversation(
+    redis: bool,
+) -> anyhow::Result<()> {
+    const TIMEOUT: Duration = Duration::from_millis(700);
+    let mut s = Stack::start_with(redis, |c| c.waiting_timeout = TIMEOUT).await?;
+    let pnid = s.pnid().to_owned();
+    let (intake, _) = s
+        .workflow("intake", "inbound_message", Some(&pnid), None)
+        .await?;
+    // With Redis a second node sweeps the same executions.
+    let second = match &s.redis {
+        Some(r) => {
+            let dir = tempfile::tempdir()?;
+            let dp =
+                DataPlane::start_with(&s.cp.grpc_url, "dp-2", dir.path(), &r.url, &r.prefix, |c| {
+                    c.waiting_timeout = TIMEOUT;
+                })
+                .await?;
+            Some((dp, dir))
+        }
+        None => None,
+    };
+    s.sync().await?;
+    if let Some((dp, _)) = &second {
+        dp.wait_version(s.admin.routing_version().await?).await?;
+    }
+
+    let id = started(&s, json!({})).await?;
+    // Another waits too but moves on before the limit: it is left alone.
+    let other = s
+        .api
+        .start(
+            &s.tenant.workflow_id,
+            &s.tenant.key,
+            &json!({"workflow_execution": {"phone_number": "+15550107778"}}),
+        )
+        .await?;
+    let other = other.body["tracking_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut runner = Runner::connect(&s.dp.grpc_url, "runner-w").await?;
+    let mut claims = runner.claims(&[], 30_000).await?;
+    for _ in 0..2 {
+        let claimed = tokio::time::timeout(Duration::from_secs(10), claims.message())
+            .await??
+            .and_then(|c| c.execution)
+            .map(|e| e.id)
+            .unwrap_or_default();
+        runner.ack(&claimed).await?;
+    }
+    runner.set_status(&id, "waiting").await?;
+    runner.set_status(&other, "waiting").await?;
+    runner.set_status(&other, "running").await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        let e = s.execution(&id).await?;
+        if e["status"] != "waiting" {
+            break e;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(e["status"], "failed", "{e}");
+    // Both nodes keep sweeping: it failed once.
+    tokio::time::sleep(TIMEOUT).await;
+    let e = s.execution(&id).await?;
+    let timed_out = events_of(&e, "waiting_timeout");
+    assert_eq!(timed_out.len(), 1, "{e}");
+    assert_eq!(timed_out[0]["reason"], "waiting_timeout");
+    let to_failed: Vec<_> = events_of(&e, "status_changed")
+        .into_iter()
+        .filter(|ev| ev["to"] == "failed")
+        .collect();
+    assert_eq!(to_failed.len(), 1, "{e}");
+    assert_eq!(to_failed[0]["from"], "waiting");
+    assert!(e["ended_at"].is_string());
+    assert_eq!(s.execution(&other).await?["status"], "running");
+
+    // Its runner hears of it on the claim stream.
+    let heard = tokio::time::timeout(Duration::from_secs(10), claims.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("the claim stream ended"))?;
+    assert_eq!(heard.execution.map(|e| e.id).as_deref(), Some(id.as_str()));
+    let message: Value = serde_json::from_str(heard.message_json.as_deref().unwrap_or("{}"))?;
+    assert_eq!(message["type"], "waiting_timeout");
+
+    // The conversation is free: the customer's next message starts the message trigger.
+    let answer = s
+        .post(&text_message(&pnid, &CUSTOMER[1..], "wamid.WT1", "hello?"))
+        .await?;
+    assert_eq!(answer["messages"][0]["route"], "trigger", "{answer}");
+    assert_eq!(s.executions(&intake).await?.len(), 1);
     Ok(())
 }

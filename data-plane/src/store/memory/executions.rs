@@ -194,6 +194,44 @@ impl Executions for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn time_out_waiting(
+        &self,
+        cutoff: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let wall = now_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        // `updated_at` is the time of the last status change: since then it waits.
+        let mut due: Vec<(i64, Uuid)> = inner
+            .records
+            .values()
+            .filter(|(e, expires)| {
+                *expires > wall && e.status == Status::Waiting && e.updated_at <= cutoff
+            })
+            .map(|(e, _)| (e.updated_at, e.id))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit.saturating_mul(usize::from(crate::store::keys::SHARDS)));
+        let event = events::waiting_timeout(now.saturating_sub(cutoff), now);
+        let mut failed = Vec::new();
+        for (_, id) in due {
+            let Some((execution, _)) = inner.records.get_mut(&id) else {
+                continue;
+            };
+            execution.status = Status::Failed;
+            execution.updated_at = now;
+            execution
+                .events
+                .push(events::status_changed(Status::Waiting, Status::Failed, now));
+            execution.events.push(event.clone());
+            inner.tell_runner(id, event.clone());
+            failed.push(id);
+        }
+        Ok(failed)
+    }
+
     async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {
         if let Some((execution, _)) = self.lock().records.get_mut(&id) {
             execution.events.push(event.to_owned());

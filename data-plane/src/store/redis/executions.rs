@@ -286,9 +286,11 @@ impl Executions for RedisStore {
             .set_status
             .key(self.keys.record(&id))
             .key(self.keys.events(&id))
+            .key(self.keys.waiting(shard_of_execution(&id)))
             .arg(to.as_str())
             .arg(now)
             .arg(allowed_from.join(" "))
+            .arg(id.to_string())
             .invoke_async(&mut connection)
             .await?;
         match reply.first().and_then(int) {
@@ -343,6 +345,53 @@ impl Executions for RedisStore {
             },
             _ => Err(StoreError::Corrupt(format!("resume returned {reply:?}"))),
         }
+    }
+
+    async fn time_out_waiting(
+        &self,
+        cutoff: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut connection = self.connection();
+        let mut pipe = redis::pipe();
+        for shard in 0..SHARDS {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(self.keys.waiting(shard))
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let per_shard: Vec<Vec<String>> = pipe.query_async(&mut connection).await?;
+        let candidates: Vec<Uuid> = per_shard
+            .iter()
+            .flatten()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        let event = events::waiting_timeout(now.saturating_sub(cutoff), now);
+        let mut failed = Vec::new();
+        for id in candidates {
+            let shard = shard_of_execution(&id);
+            let done: i64 = self
+                .scripts
+                .timeout
+                .key(self.keys.record(&id))
+                .key(self.keys.events(&id))
+                .key(self.keys.waiting(shard))
+                .arg(id.to_string())
+                .arg(cutoff)
+                .arg(now)
+                .arg(&event)
+                .arg(self.keys.base(shard))
+                .invoke_async(&mut connection)
+                .await?;
+            if done == 1 {
+                failed.push(id);
+            }
+        }
+        Ok(failed)
     }
 
     async fn append_event(&self, id: Uuid, event: &str) -> Result<(), StoreError> {

@@ -49,6 +49,7 @@ struct Scripts {
     end: Script,
     join: Script,
     resume: Script,
+    timeout: Script,
 }
 
 impl Scripts {
@@ -66,6 +67,7 @@ impl Scripts {
             end: Script::new(END),
             join: Script::new(JOIN),
             resume: Script::new(include_str!("scripts/resume.lua")),
+            timeout: Script::new(include_str!("scripts/timeout.lua")),
         }
     }
 }
