@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
             let body = request::parse_http(black_box(BODY.as_bytes())).ok()?;
             request::resolve(body, &table, &project)
                 .ok()
-                .map(|call| call.phone_number.len())
+                .map(|call| call.phone_number.map_or(0, |p| p.len()))
         })
     });
     c.bench_function("api_trigger/parse_validate_context_serialize", |b| {

@@ -197,6 +197,23 @@ pub fn is_e164(value: &str) -> bool {
     })
 }
 
+/// Most alphanumerics after the country code of a BSUID.
+pub const BSUID_MAX_ID: usize = 128;
+
+/// Whether `value` is a business-scoped user id (Meta's "Business-scoped user IDs"): a
+/// two-letter country code, `.`, `ENT.` for a parent BSUID, then 1 to [`BSUID_MAX_ID`]
+/// ASCII letters and digits (`US.13491208655302741918`, `US.ENT.11815799212886844830`).
+pub fn is_bsuid(value: &str) -> bool {
+    let Some((country, rest)) = value.split_once('.') else {
+        return false;
+    };
+    let id = rest.strip_prefix("ENT.").unwrap_or(rest);
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && (1..=BSUID_MAX_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +287,23 @@ mod tests {
             "+",
         ] {
             assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bsuids_are_a_country_a_dot_and_alphanumerics() {
+        for good in [
+            "US.13491208655302741918",
+            "US.ENT.11815799212886844830",
+            "BR.a1",
+        ] {
+            assert!(is_bsuid(good), "{good}");
+        }
+        let long = format!("US.{}", "1".repeat(BSUID_MAX_ID + 1));
+        for bad in [
+            "", "US", "US.", "us.123", "USA.123", "US.ENT.", "US.12 3", "15551234", &long,
+        ] {
+            assert!(!is_bsuid(bad), "{bad}");
         }
     }
 }

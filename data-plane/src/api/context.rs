@@ -70,7 +70,8 @@ struct Metadata<'a> {
 /// it joins one, `conversation_id`.
 struct Context<'a> {
     request: &'a Members<'a>,
-    phone_number: &'a str,
+    phone_number: Option<&'a str>,
+    user_id: Option<&'a str>,
     conversation_id: Option<&'a str>,
 }
 
@@ -80,6 +81,7 @@ impl Serialize for Context<'_> {
         let ours = |name: &str| {
             name == "phone_number"
                 || name == "channel"
+                || (name == "user_id" && self.user_id.is_some())
                 || (name == "conversation_id" && self.conversation_id.is_some())
         };
         for (name, value) in self.request {
@@ -87,7 +89,10 @@ impl Serialize for Context<'_> {
                 map.serialize_entry(name, value)?;
             }
         }
-        map.serialize_entry("phone_number", self.phone_number)?;
+        map.serialize_entry("phone_number", &self.phone_number)?;
+        if let Some(user_id) = self.user_id {
+            map.serialize_entry("user_id", user_id)?;
+        }
         map.serialize_entry("channel", "api")?;
         if let Some(id) = self.conversation_id {
             map.serialize_entry("conversation_id", id)?;
@@ -124,7 +129,8 @@ impl Serialize for Root<'_> {
             "context",
             &Context {
                 request: &call.context,
-                phone_number: &call.phone_number,
+                phone_number: call.phone_number.as_deref(),
+                user_id: call.recipient.as_deref(),
                 conversation_id: origin.conversation_id,
             },
         )?;

@@ -21,11 +21,12 @@ pub use error::{ApiError, Kind};
 
 use crate::observer;
 use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
-use crate::store::conversations::Placeholder;
+use crate::store::conversations::{Customer, Placeholder};
 use crate::store::{
     Admission, Binding, Created, Execution, ListQuery, NewExecution, Status, Store, Transition,
     keys,
 };
+use crate::whatsapp::context::Who;
 use crate::whatsapp::{Lifecycle, planning};
 use paging::{Listed, NumberedPage, Paging, RawPaging};
 use serde_json::Value;
@@ -211,16 +212,28 @@ impl Platform {
         // its id is chosen by the store, a placeholder until then.
         let binding = call.number.map(|number| {
             let placeholder = Placeholder::new();
+            let who = Who {
+                phone_number: call.phone_number.as_deref(),
+                user_id: call.recipient.as_deref(),
+                username: None,
+            };
             Binding {
                 whatsapp_config_id: number.whatsapp_config_id,
                 phone_number_id: number.phone_number_id.to_string(),
-                customer: call.phone_number.trim_start_matches('+').to_owned(),
+                customer: Customer {
+                    phone: call
+                        .phone_number
+                        .as_deref()
+                        .map(|p| p.trim_start_matches('+').to_owned()),
+                    user_id: call.recipient.clone(),
+                    username: None,
+                },
                 new_conversation: keys::new_tracking_id(&key.project_id),
                 on_conflict: call.on_conflict,
                 on_created: planning::api_conversation(
                     &table,
                     number,
-                    &call.phone_number,
+                    who,
                     &placeholder,
                     tracking_id,
                     at,
@@ -289,6 +302,9 @@ impl Platform {
                     "execution {holder} holds the conversation of {} on this number; \
                      on_conflict \"end_existing\" (the default) ends it and starts this one",
                     call.phone_number
+                        .as_deref()
+                        .or(call.recipient.as_deref())
+                        .unwrap_or_default()
                 ),
                 field: Some("workflow_execution.on_conflict".to_owned()),
             }),

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use switchboard_proto::wire;
 use uuid::Uuid;
 
 const FIELD: &str = "workflow_execution";
@@ -30,8 +31,11 @@ pub type Members<'b> = BTreeMap<Cow<'b, str>, &'b RawValue>;
 /// A valid request, resolved against the routing table.
 #[derive(Debug)]
 pub struct ApiCall<'b, 't> {
-    /// Normalized, `+` and digits.
-    pub phone_number: String,
+    /// Normalized, `+` and digits; `None` when only a `recipient` is given.
+    pub phone_number: Option<String>,
+    /// `recipient`: the customer's BSUID (DESIGN §12), instead of or beside the phone
+    /// number (with both, the phone number routes and the BSUID is kept).
+    pub recipient: Option<String>,
     pub number: Option<&'t Number>,
     pub variables: Members<'b>,
     pub context: Members<'b>,
@@ -44,13 +48,34 @@ pub struct ApiCall<'b, 't> {
 /// dropped. Absent and `null` are alike.
 #[derive(Debug, Default)]
 pub struct Fields<'b> {
-    phone_number: Value,
+    phone_number: Text,
+    recipient: Text,
     phone_number_id: Value,
     whatsapp_config_id: Value,
     on_conflict: Choice,
     variables: Json<'b>,
     context: Json<'b>,
     initial_data: Json<'b>,
+}
+
+/// A member that must be a string, as read: the text, anything else only noted (small,
+/// like [`Choice`]).
+#[derive(Debug, Default)]
+enum Text {
+    #[default]
+    Absent,
+    String(Box<str>),
+    NotString,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Text::Absent,
+            Value::String(text) => Text::String(text.into()),
+            _ => Text::NotString,
+        })
+    }
 }
 
 /// `on_conflict` as read (checked when the request is resolved): small, so a body's fields
@@ -152,22 +177,35 @@ pub fn resolve<'b, 't>(
     table: &'t RoutingTable,
     project_id: &Uuid,
 ) -> Result<ApiCall<'b, 't>, ApiError> {
+    let recipient = match body.recipient {
+        Text::Absent => None,
+        Text::String(raw) if wire::is_bsuid(&raw) => Some(raw.into()),
+        Text::String(_) => {
+            return Err(ApiError::field(
+                "invalid_recipient",
+                field("recipient"),
+                "recipient must be a business-scoped user id: a country code, '.', then letters and digits (US.13491208655302741918)",
+            ));
+        }
+        Text::NotString => return Err(wrong_type("recipient", "a string")),
+    };
     let phone_number = match body.phone_number {
-        Value::Null => {
+        Text::Absent if recipient.is_some() => None,
+        Text::Absent => {
             return Err(ApiError::field(
                 "missing_field",
                 field("phone_number"),
-                "phone_number is required",
+                "phone_number (or recipient, a business-scoped user id) is required",
             ));
         }
-        Value::String(raw) => phone::normalize(&raw).ok_or_else(|| {
+        Text::String(raw) => Some(phone::normalize(&raw).ok_or_else(|| {
             ApiError::field(
                 "invalid_phone_number",
                 field("phone_number"),
                 "phone_number must be an international number: + and 7-15 digits, not starting with 0",
             )
-        })?,
-        _ => return Err(wrong_type("phone_number", "a string")),
+        })?),
+        Text::NotString => return Err(wrong_type("phone_number", "a string")),
     };
 
     let by_meta_id = match &body.phone_number_id {
@@ -237,6 +275,7 @@ pub fn resolve<'b, 't>(
 
     Ok(ApiCall {
         phone_number,
+        recipient,
         number,
         on_conflict,
         variables: object(body.variables, "variables")?,
@@ -289,13 +328,17 @@ macro_rules! visit_non_objects {
     };
 }
 
-/// A whole HTTP body: an object, with what its `workflow_execution` holds, or not.
+/// A whole HTTP body: an object, with what its `workflow_execution` holds, or not. One
+/// lives on the stack per request; boxing the fields would add an allocation to the hot
+/// path for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Envelope<'b> {
     NotObject,
     Object(Inner<'b>),
 }
 
-/// What `workflow_execution` holds.
+/// What `workflow_execution` holds (unboxed, as [`Envelope`]).
+#[allow(clippy::large_enum_variant)]
 enum Inner<'b> {
     Null,
     Object(Fields<'b>),
@@ -341,6 +384,7 @@ impl<'de> Deserialize<'de> for Inner<'de> {
                 while let Some(Name(name)) = map.next_key()? {
                     match &*name {
                         "phone_number" => fields.phone_number = map.next_value()?,
+                        "recipient" => fields.recipient = map.next_value()?,
                         "phone_number_id" => fields.phone_number_id = map.next_value()?,
                         "whatsapp_config_id" => fields.whatsapp_config_id = map.next_value()?,
                         "on_conflict" => fields.on_conflict = Choice::of(map.next_value()?),

@@ -164,7 +164,7 @@ fn common(c: &Conversation, tracking_id: Uuid, workflow_id: Uuid) -> Common<'_> 
         tracking_id,
         workflow_id,
         whatsapp_config_id: c.whatsapp_config_id,
-        phone_number: &c.phone_number,
+        customer: crate::whatsapp::context::Who::of(c),
         conversation: ConversationRef::Known {
             id: c.id,
             status: c.status.as_str(),

@@ -29,7 +29,9 @@ pub fn routes(platform: Platform) -> Router {
 pub fn conversation_json(c: &Conversation) -> Value {
     json!({
         "id": c.id.to_string(),
-        "phone_number": c.phone_number,
+        "phone_number": Some(&c.phone_number).filter(|p| !p.is_empty()),
+        "user_id": c.user_id,
+        "username": c.username,
         "phone_number_id": c.phone_number_id,
         "status": c.status.as_str(),
         "created_at": rfc3339_ms(c.created_at),
@@ -105,7 +107,12 @@ async fn message(
     Ok(Json(json!({
         "id": m.id,
         "status": m.status,
-        "recipient": format!("+{}", m.recipient),
+        // The wa_id as a phone number; a BSUID (DESIGN §12) as it is.
+        "recipient": if m.recipient.bytes().all(|b| b.is_ascii_digit()) {
+            format!("+{}", m.recipient)
+        } else {
+            m.recipient.clone()
+        },
         "phone_number_id": m.phone_number_id,
         "updated_at": rfc3339_ms(m.updated_at),
     }))

@@ -116,14 +116,61 @@ impl ConversationStatus {
     }
 }
 
+/// Who a conversation is with (DESIGN §12, Meta's business-scoped user ids). A customer
+/// always has a phone number (a wa_id) or a BSUID, often both. The phone number keys the
+/// conversation when there is one, else the BSUID; a BSUID known beside a phone number
+/// points at the same conversation, so a later update carrying only one of them joins it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Customer {
+    /// The wa_id: the digits of the phone number.
+    pub phone: Option<String>,
+    /// The BSUID (`user_id`).
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+}
+
+impl Customer {
+    /// A customer known by phone number only.
+    pub fn by_phone(wa_id: impl Into<String>) -> Self {
+        Customer {
+            phone: Some(wa_id.into()),
+            ..Customer::default()
+        }
+    }
+
+    /// The key of their conversation pointer: the phone number, else the BSUID.
+    pub fn key(&self) -> &str {
+        self.phone
+            .as_deref()
+            .or(self.user_id.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The second key pointing at their conversation: the BSUID, when the phone number is
+    /// the first.
+    pub fn alias(&self) -> Option<&str> {
+        self.phone.as_ref().and(self.user_id.as_deref())
+    }
+
+    /// `+<wa_id>`, or `""` without a phone number.
+    pub fn phone_number(&self) -> String {
+        self.phone
+            .as_deref()
+            .map_or_else(String::new, |p| format!("+{p}"))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conversation {
     pub id: Uuid,
     pub project_id: Uuid,
     pub whatsapp_config_id: i64,
     pub phone_number_id: String,
-    /// `+<wa_id>`.
+    /// `+<wa_id>`; `""` while only the customer's BSUID is known.
     pub phone_number: String,
+    /// The customer's BSUID and username, when Meta sent them.
+    pub user_id: Option<String>,
+    pub username: Option<String>,
     pub status: ConversationStatus,
     pub created_at: i64,
     pub last_active_at: i64,
@@ -139,8 +186,7 @@ pub struct InboundMessage {
     pub project_id: Uuid,
     pub whatsapp_config_id: i64,
     pub phone_number_id: String,
-    /// The customer's wa_id.
-    pub customer: String,
+    pub customer: Customer,
     pub message_id: String,
     /// `{id, type, text}`, JSON.
     pub last_message: String,
@@ -212,8 +258,8 @@ pub struct InboundStatus {
     pub project_id: Uuid,
     pub whatsapp_config_id: i64,
     pub phone_number_id: String,
-    /// The recipient's wa_id.
-    pub customer: String,
+    /// The recipient.
+    pub customer: Customer,
     pub message_id: String,
     /// `sent`, `delivered`, `read` or `failed`.
     pub status: &'static str,
@@ -319,8 +365,7 @@ pub struct Binding {
     pub whatsapp_config_id: i64,
     /// Meta's id of the number.
     pub phone_number_id: String,
-    /// The customer's wa_id: the digits of the phone number.
-    pub customer: String,
+    pub customer: Customer,
     /// The id a new conversation gets (carrying the project's shard).
     pub new_conversation: Uuid,
     pub placeholder: Placeholder,

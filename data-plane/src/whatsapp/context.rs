@@ -15,11 +15,33 @@ pub struct Common<'a> {
     pub tracking_id: Uuid,
     pub workflow_id: Uuid,
     pub whatsapp_config_id: i64,
-    /// `+<wa_id>`.
-    pub phone_number: &'a str,
+    pub customer: Who<'a>,
     /// The conversation id as JSON: the placeholder's string, or a known id.
     pub conversation: ConversationRef<'a>,
     pub test: bool,
+}
+
+/// The customer of a context: `context.phone_number` (`+<wa_id>`; `null` while only the
+/// BSUID is known), `context.user_id` (the BSUID) and `context.username` when known
+/// (DESIGN §12).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Who<'a> {
+    pub phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<&'a str>,
+}
+
+impl<'a> Who<'a> {
+    /// The customer of a stored conversation.
+    pub fn of(c: &'a crate::store::Conversation) -> Self {
+        Who {
+            phone_number: Some(c.phone_number.as_str()).filter(|p| !p.is_empty()),
+            user_id: c.user_id.as_deref(),
+            username: c.username.as_deref(),
+        }
+    }
 }
 
 /// The conversation of a context: decided by the store (placeholder), known, or none.
@@ -84,7 +106,8 @@ pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &
     }
     #[derive(serde::Serialize)]
     struct Context<'a> {
-        phone_number: &'a str,
+        #[serde(flatten)]
+        customer: Who<'a>,
         channel: &'static str,
         conversation_id: Value,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +126,7 @@ pub fn inbound_message(common: &Common<'_>, contact_name: Option<&str>, input: &
             test: common.test,
         },
         context: Context {
-            phone_number: common.phone_number,
+            customer: common.customer,
             channel: "whatsapp",
             conversation_id: common.conversation.id(),
             contact_name,
@@ -122,6 +145,12 @@ pub fn whatsapp_event(
 ) -> String {
     let trigger_type = TriggerType::WhatsappEvent;
     let mode = observer::of(trigger_type);
+    let mut context = match serde_json::to_value(common.customer) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    context.insert("channel".into(), "whatsapp".into());
+    context.insert("conversation_id".into(), common.conversation.id());
     let mut event = Map::new();
     event.insert("type".into(), event_type.as_str().into());
     event.insert("payload".into(), payload);
@@ -129,7 +158,7 @@ pub fn whatsapp_event(
         "conversation".into(),
         json!({
             "id": common.conversation.id(),
-            "phone_number": common.phone_number,
+            "phone_number": common.customer.phone_number,
             "status": common.conversation.status(),
         }),
     );
@@ -154,11 +183,7 @@ pub fn whatsapp_event(
             "test": common.test,
             "event": event,
         },
-        "context": {
-            "phone_number": common.phone_number,
-            "channel": "whatsapp",
-            "conversation_id": common.conversation.id(),
-        },
+        "context": context,
     })
     .to_string()
 }

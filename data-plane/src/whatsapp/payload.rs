@@ -7,10 +7,11 @@
 //! error (400); a malformed *update* inside a well-formed envelope is skipped and counted,
 //! so one odd element never makes Meta retry the whole batch.
 
+use crate::store::conversations::Customer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use switchboard_proto::wire::EventType;
+use switchboard_proto::wire::{self, EventType};
 
 /// The `object` of WhatsApp Business Account webhooks.
 pub const OBJECT: &str = "whatsapp_business_account";
@@ -46,12 +47,95 @@ pub struct Metadata<'a> {
     pub raw: &'a RawValue,
 }
 
+/// A customer as an update names them (DESIGN §12, Meta's business-scoped user ids): the
+/// phone number (wa_id) when Meta shares it, the BSUID, the username when they set one. At
+/// least one of `wa_id` and `user_id` is there, else the update is skipped.
+#[derive(Debug, Default)]
+pub struct Sender<'a> {
+    pub wa_id: Option<Cow<'a, str>>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub username: Option<Cow<'a, str>>,
+}
+
+impl Sender<'_> {
+    /// The store's form of the customer.
+    pub fn customer(&self) -> Customer {
+        Customer {
+            phone: self.wa_id.as_deref().map(str::to_owned),
+            user_id: self.user_id.as_deref().map(str::to_owned),
+            username: self.username.as_deref().map(str::to_owned),
+        }
+    }
+
+    /// `+<wa_id>`, when the phone number is known.
+    pub fn phone_number(&self) -> Option<String> {
+        self.wa_id.as_deref().map(|p| format!("+{p}"))
+    }
+}
+
+/// Reads a sender from what an update names: `id` (Meta's `from` or `recipient_id`: a wa_id,
+/// or a BSUID when that is all Meta has), `user_id` (`from_user_id` or
+/// `recipient_user_id`), and the update's `contacts` (the one of this wa_id or BSUID, or
+/// the only one) for the BSUID and username. `None` when neither a wa_id nor a BSUID is
+/// usable.
+fn sender<'a>(
+    id: Option<Cow<'a, str>>,
+    user_id: Option<Cow<'a, str>>,
+    contacts: &[Contact<'a>],
+) -> Option<Sender<'a>> {
+    let (mut wa_id, mut bsuid) = (None, user_id.filter(|u| wire::is_bsuid(u)));
+    match id {
+        Some(id) if is_wa_id(&id) => wa_id = Some(id),
+        Some(id) if wire::is_bsuid(&id) => bsuid = bsuid.or(Some(id)),
+        Some(_) => return None,
+        None => {}
+    }
+    let contact = contacts
+        .iter()
+        .find(|c| wa_id.is_some() && c.wa_id == wa_id)
+        .or_else(|| {
+            contacts
+                .iter()
+                .find(|c| bsuid.is_some() && c.user_id == bsuid)
+        })
+        .or(match contacts {
+            [only] => Some(only),
+            _ => None,
+        });
+    if let Some(c) = contact {
+        if bsuid.is_none() {
+            bsuid = c.user_id.clone().filter(|u| wire::is_bsuid(u));
+        }
+        if wa_id.is_none() {
+            wa_id = c.wa_id.clone().filter(|w| is_wa_id(w));
+        }
+    }
+    if wa_id.is_none() && bsuid.is_none() {
+        return None;
+    }
+    let username = contact
+        .and_then(|c| c.profile.as_ref())
+        .and_then(|p| p.username.clone())
+        .filter(|u| usable_username(u));
+    Some(Sender {
+        wa_id,
+        user_id: bsuid,
+        username,
+    })
+}
+
+/// A username Switchboard keeps: up to 64 characters, none of them blank or control.
+fn usable_username(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 #[derive(Debug)]
 pub struct Message<'a> {
     pub metadata: Metadata<'a>,
     pub id: Cow<'a, str>,
-    /// The customer's wa_id (digits).
-    pub from: Cow<'a, str>,
+    /// Who sent it: wa_id, BSUID, username, as far as Meta told.
+    pub from: Sender<'a>,
     /// Meta's `type` (`text`, `interactive`, `image`, …; `unknown` when absent).
     pub kind: Cow<'a, str>,
     /// DESIGN §6 `last_user_input`.
@@ -112,7 +196,7 @@ pub struct Status<'a> {
     /// The wamid of the outbound message.
     pub id: Cow<'a, str>,
     pub status: Delivery,
-    pub recipient: Cow<'a, str>,
+    pub recipient: Sender<'a>,
     pub raw: &'a RawValue,
 }
 
@@ -161,6 +245,9 @@ struct MetadataFields<'a> {
 struct Contact<'a> {
     #[serde(borrow, default)]
     wa_id: Option<Cow<'a, str>>,
+    /// The BSUID.
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     profile: Option<Profile<'a>>,
 }
@@ -169,6 +256,8 @@ struct Contact<'a> {
 struct Profile<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    username: Option<Cow<'a, str>>,
 }
 
 /// The members of a message routing reads.
@@ -176,8 +265,10 @@ struct Profile<'a> {
 struct MessageHead<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
-    #[serde(borrow)]
-    from: Cow<'a, str>,
+    #[serde(borrow, default)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    from_user_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "type")]
     kind: Option<Cow<'a, str>>,
 }
@@ -242,8 +333,10 @@ struct StatusHead<'a> {
     id: Cow<'a, str>,
     #[serde(borrow)]
     status: Cow<'a, str>,
-    #[serde(borrow)]
-    recipient_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    recipient_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    recipient_user_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> MessageBody<'a> {
@@ -324,20 +417,27 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
             }
         }
         for raw in value.statuses {
-            match serde_json::from_str::<StatusHead<'_>>(raw.get()) {
-                Ok(head) if usable_id(&head.id) && is_wa_id(&head.recipient_id) => {
-                    match Delivery::parse(&head.status) {
-                        Some(status) => parsed.updates.push(Update::Status(Status {
-                            metadata,
-                            id: head.id,
-                            status,
-                            recipient: head.recipient_id,
-                            raw,
-                        })),
-                        None => parsed.ignored.push("status"),
-                    }
-                }
-                _ => parsed.ignored.push("malformed"),
+            let Some(head) = serde_json::from_str::<StatusHead<'_>>(raw.get())
+                .ok()
+                .filter(|head| usable_id(&head.id))
+            else {
+                parsed.ignored.push("malformed");
+                continue;
+            };
+            let Some(recipient) = sender(head.recipient_id, head.recipient_user_id, &contacts)
+            else {
+                parsed.ignored.push("malformed");
+                continue;
+            };
+            match Delivery::parse(&head.status) {
+                Some(status) => parsed.updates.push(Update::Status(Status {
+                    metadata,
+                    id: head.id,
+                    status,
+                    recipient,
+                    raw,
+                })),
+                None => parsed.ignored.push("status"),
             }
         }
     }
@@ -350,22 +450,26 @@ fn parse_message<'a>(
     contacts: &[Contact<'a>],
 ) -> Option<Message<'a>> {
     let head: MessageHead<'a> = serde_json::from_str(raw.get()).ok()?;
-    if !usable_id(&head.id) || !is_wa_id(&head.from) {
+    if !usable_id(&head.id) {
         return None;
     }
+    let from = sender(head.from, head.from_user_id, contacts)?;
     let kind = head.kind.unwrap_or(Cow::Borrowed("unknown"));
     let text = serde_json::from_str::<MessageBody<'_>>(raw.get())
         .unwrap_or_default()
         .user_input(&kind);
     let contact_name = contacts
         .iter()
-        .find(|c| c.wa_id.as_deref() == Some(&*head.from))
+        .find(|c| {
+            (from.wa_id.is_some() && c.wa_id == from.wa_id)
+                || (from.user_id.is_some() && c.user_id == from.user_id)
+        })
         .and_then(|c| c.profile.as_ref())
         .and_then(|p| p.name.clone());
     Some(Message {
         metadata,
         id: head.id,
-        from: head.from,
+        from,
         kind,
         text,
         contact_name,

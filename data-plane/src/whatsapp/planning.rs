@@ -4,7 +4,7 @@
 //! (last message, delivery event, inbox entry). Which of them happen is the store's
 //! decision, in the same atomic step (`store::rules`).
 
-use super::context::{self, Common, ConversationRef, EventMessage};
+use super::context::{self, Common, ConversationRef, EventMessage, Who};
 use super::payload;
 use crate::observer;
 use crate::routing::{Number, RoutingTable};
@@ -23,17 +23,17 @@ fn execution(
     number: &Number,
     workflow_id: Uuid,
     trigger_type: TriggerType,
-    customer: (&str, ConversationRef<'_>),
+    customer: (Who<'_>, ConversationRef<'_>),
     at: i64,
     context: impl FnOnce(&Common<'_>) -> String,
 ) -> NewExecution {
-    let (phone_number, conversation) = customer;
+    let (customer, conversation) = customer;
     let tracking_id = keys::new_tracking_id(&number.project_id);
     let common = Common {
         tracking_id,
         workflow_id,
         whatsapp_config_id: number.whatsapp_config_id,
-        phone_number,
+        customer,
         conversation,
         test: false,
     };
@@ -55,7 +55,7 @@ fn on_event(
     table: &RoutingTable,
     number: &Number,
     event: EventType,
-    customer: (&str, ConversationRef<'_>),
+    customer: (Who<'_>, ConversationRef<'_>),
     at: i64,
     context: impl FnOnce(&Common<'_>) -> String,
 ) -> Option<NewExecution> {
@@ -76,7 +76,11 @@ struct InboxEntry<'a> {
     conversation_id: &'a str,
     project_id: Uuid,
     phone_number_id: &'a str,
-    phone_number: &'a str,
+    phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
     contact_name: Option<&'a str>,
     message: &'a MessageSummary<'a>,
     at: i64,
@@ -94,11 +98,13 @@ pub(super) fn message(
     at: i64,
 ) -> InboundMessage {
     let placeholder = Placeholder::new();
-    let phone_number = format!("+{}", m.from);
-    let customer = (
-        phone_number.as_str(),
-        ConversationRef::Pending(&placeholder),
-    );
+    let phone_number = m.from.phone_number();
+    let who = Who {
+        phone_number: phone_number.as_deref(),
+        user_id: m.from.user_id.as_deref(),
+        username: m.from.username.as_deref(),
+    };
+    let customer = (who, ConversationRef::Pending(&placeholder));
     let message = EventMessage {
         id: &m.id,
         kind: Some(&m.kind),
@@ -134,7 +140,9 @@ pub(super) fn message(
         conversation_id: placeholder.id(),
         project_id: number.project_id,
         phone_number_id: m.metadata.phone_number_id,
-        phone_number: &phone_number,
+        phone_number: who.phone_number,
+        user_id: who.user_id,
+        username: who.username,
         contact_name: m.contact_name.as_deref(),
         message: &summary,
         at,
@@ -143,7 +151,7 @@ pub(super) fn message(
         project_id: number.project_id,
         whatsapp_config_id: number.whatsapp_config_id,
         phone_number_id: m.metadata.phone_number_id.to_owned(),
-        customer: m.from.clone().into_owned(),
+        customer: m.from.customer(),
         message_id: m.id.clone().into_owned(),
         last_message: to_json(&summary),
         last_user_input: m.text.clone(),
@@ -167,11 +175,13 @@ pub(super) fn status(
 ) -> InboundStatus {
     let placeholder = Placeholder::new();
     let event = s.status.event_type();
-    let phone_number = format!("+{}", s.recipient);
-    let customer = (
-        phone_number.as_str(),
-        ConversationRef::Pending(&placeholder),
-    );
+    let phone_number = s.recipient.phone_number();
+    let who = Who {
+        phone_number: phone_number.as_deref(),
+        user_id: s.recipient.user_id.as_deref(),
+        username: s.recipient.username.as_deref(),
+    };
+    let customer = (who, ConversationRef::Pending(&placeholder));
     let on_status = on_event(table, number, event, customer, at, |common| {
         let message = EventMessage {
             id: &s.id,
@@ -186,7 +196,7 @@ pub(super) fn status(
         project_id: number.project_id,
         whatsapp_config_id: number.whatsapp_config_id,
         phone_number_id: s.metadata.phone_number_id.to_owned(),
-        customer: s.recipient.clone().into_owned(),
+        customer: s.recipient.customer(),
         message_id: s.id.clone().into_owned(),
         status: s.status.as_str(),
         rank: s.status.rank(),
@@ -197,18 +207,18 @@ pub(super) fn status(
 }
 
 /// The `whatsapp.conversation.created` execution, when a trigger listens, of the
-/// conversation the API-trigger execution `tracking_id` opens with `phone_number` on
-/// `number` (DESIGN §12). Its conversation id is `placeholder`'s, filled by the store.
+/// conversation the API-trigger execution `tracking_id` opens with `customer` on `number`
+/// (DESIGN §12). Its conversation id is `placeholder`'s, filled by the store.
 pub(crate) fn api_conversation(
     table: &RoutingTable,
     number: &Number,
-    phone_number: &str,
+    customer: Who<'_>,
     placeholder: &Placeholder,
     tracking_id: Uuid,
     at: i64,
 ) -> Option<NewExecution> {
     let event = EventType::ConversationCreated;
-    let customer = (phone_number, ConversationRef::Pending(placeholder));
+    let customer = (customer, ConversationRef::Pending(placeholder));
     on_event(table, number, event, customer, at, |common| {
         let payload = json!({
             "origin": TriggerType::ApiCall.as_str(),
@@ -241,7 +251,7 @@ pub(super) fn end(
         .number_by_config_id(conversation.whatsapp_config_id)
         .filter(|n| n.project_id == conversation.project_id)
         .and_then(|number| {
-            let customer = (conversation.phone_number.as_str(), ended);
+            let customer = (Who::of(conversation), ended);
             on_event(table, number, event, customer, at, |common| {
                 let payload = json!({
                     "reason": reason,

@@ -16,4 +16,5 @@ mod sends;
 mod server;
 mod store;
 mod test_runs;
+mod usernames;
 mod webhooks;

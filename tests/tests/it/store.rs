@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 use switchboard_data_plane::store::conversations::{
-    Apply, InboundMessage, MessageOutcome, Placeholder, Route,
+    Apply, Customer, InboundMessage, MessageOutcome, Placeholder, Route,
 };
 use switchboard_data_plane::store::{
     Admission, Applied, Created, ListQuery, NewExecution, Status, Store, Transition, keys, rules,
@@ -374,7 +374,7 @@ fn inbound(project: Uuid, workflow: Uuid, customer: &str, trigger: bool) -> Inbo
         project_id: project,
         whatsapp_config_id: 1,
         phone_number_id: "106540352242922".into(),
-        customer: customer.into(),
+        customer: Customer::by_phone(customer),
         message_id: format!("wamid.{}", Uuid::now_v7()),
         last_message: r#"{"id":"m","type":"text","text":"hi"}"#.into(),
         last_user_input: "hi".into(),

@@ -29,13 +29,9 @@ impl MemoryStore {
         {
             return MessageOutcome::Duplicate;
         }
-        let pointer = (m.whatsapp_config_id, m.customer.clone());
-        let active = inner.whatsapp.latest.get(&pointer).copied().filter(|id| {
-            inner
-                .whatsapp
-                .live(id, wall)
-                .is_some_and(|c| c.status == ConversationStatus::Active)
-        });
+        let active = inner
+            .whatsapp
+            .active_of(m.whatsapp_config_id, &m.customer, wall);
         let created = active.is_none();
         let cid = active.unwrap_or(m.new_conversation);
         let expires = wall.saturating_add(retention);
@@ -48,7 +44,9 @@ impl MemoryStore {
                         project_id: m.project_id,
                         whatsapp_config_id: m.whatsapp_config_id,
                         phone_number_id: m.phone_number_id.clone(),
-                        phone_number: format!("+{}", m.customer),
+                        phone_number: m.customer.phone_number(),
+                        user_id: None,
+                        username: None,
                         status: ConversationStatus::Active,
                         created_at: m.at,
                         last_active_at: m.at,
@@ -62,7 +60,7 @@ impl MemoryStore {
         conversation.last_message = Some(m.last_message.clone());
         *conversation_expires = expires;
         let current = conversation.execution;
-        whatsapp.latest.insert(pointer, cid);
+        whatsapp.identify(cid, m.whatsapp_config_id, &m.customer);
 
         let fill = |text: &str| m.placeholder.fill(text, Some(&cid), Some("active"));
         let mut started = Vec::new();
@@ -148,16 +146,14 @@ impl MemoryStore {
         }
         entry.0.id = s.message_id.clone();
         entry.0.project_id = s.project_id;
-        entry.0.recipient = s.customer.clone();
+        entry.0.recipient = s.customer.key().to_owned();
         entry.0.phone_number_id = s.phone_number_id.clone();
         entry.2.insert(s.status);
         entry.3 = wall.saturating_add(SEEN_WINDOW_MS);
         let current = entry.0.status.clone();
         let conversation = inner
             .whatsapp
-            .latest
-            .get(&(s.whatsapp_config_id, s.customer.clone()))
-            .and_then(|id| inner.whatsapp.live(id, wall))
+            .latest_of(s.whatsapp_config_id, &s.customer, wall)
             .map(|c| (c.id, c.status));
         let started = s.on_status.as_ref().map(|e| {
             let (id, status) = conversation.unzip();
@@ -182,13 +178,10 @@ impl Inner {
     /// The active conversation of `b`'s customer, and the intercepting execution holding it
     /// (`rules::holds`), if any.
     pub(super) fn held(&self, b: &Binding, now: i64) -> (Option<Uuid>, Option<Uuid>) {
-        let pointer = (b.whatsapp_config_id, b.customer.clone());
         let Some(active) = self
             .whatsapp
-            .latest
-            .get(&pointer)
-            .and_then(|id| self.whatsapp.live(id, now))
-            .filter(|c| c.status == ConversationStatus::Active)
+            .active_of(b.whatsapp_config_id, &b.customer, now)
+            .and_then(|id| self.whatsapp.live(&id, now))
         else {
             return (None, None);
         };
@@ -221,7 +214,9 @@ impl Inner {
                         project_id: e.project_id,
                         whatsapp_config_id: b.whatsapp_config_id,
                         phone_number_id: b.phone_number_id.clone(),
-                        phone_number: format!("+{}", b.customer),
+                        phone_number: b.customer.phone_number(),
+                        user_id: None,
+                        username: None,
                         status: ConversationStatus::Active,
                         created_at: now,
                         last_active_at: now,
@@ -235,8 +230,7 @@ impl Inner {
         conversation.execution = Some(e.id);
         *conversation_expires = expires;
         self.whatsapp
-            .latest
-            .insert((b.whatsapp_config_id, b.customer.clone()), cid);
+            .identify(cid, b.whatsapp_config_id, &b.customer);
         let fill = |text: &str| b.placeholder.fill(text, Some(&cid), Some("active"));
         self.insert(e, fill(&e.context), Some(cid.to_string()), now, retention);
         let started = match (&b.on_created, active) {

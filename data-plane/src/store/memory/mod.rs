@@ -8,7 +8,7 @@ mod claims;
 mod conversations;
 mod executions;
 
-use super::conversations::{Conversation, MessageState};
+use super::conversations::{Conversation, ConversationStatus, Customer, MessageState};
 use super::keys::shard_of_project;
 use super::{Backend, Execution, Kind, NewExecution, Status, StoreError, events};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -169,7 +169,7 @@ struct WhatsApp {
     seen: HashMap<(Uuid, String), i64>,
     /// id → (conversation, expires at).
     conversations: HashMap<Uuid, (Conversation, i64)>,
-    /// (config id, wa_id) → the customer's latest conversation.
+    /// (config id, wa_id or BSUID) → the customer's latest conversation.
     latest: HashMap<(i64, String), Uuid>,
     /// (project, message id) → (state, rank, statuses seen, expires at).
     statuses: HashMap<(Uuid, String), Outbound>,
@@ -191,5 +191,51 @@ impl WhatsApp {
             .get(id)
             .filter(|(_, expires)| *expires > now)
             .map(|(c, _)| c)
+    }
+
+    /// The customer's latest conversation on number `config`: by their key (phone number,
+    /// else BSUID), else by their BSUID (the `find` of the Redis scripts).
+    fn latest_of(&self, config: i64, customer: &Customer, now: i64) -> Option<&Conversation> {
+        let by = |key: &str| {
+            self.latest
+                .get(&(config, key.to_owned()))
+                .and_then(|id| self.live(id, now))
+        };
+        by(customer.key()).or_else(|| customer.alias().and_then(by))
+    }
+
+    /// The customer's active conversation on number `config`.
+    fn active_of(&self, config: i64, customer: &Customer, now: i64) -> Option<Uuid> {
+        let active = |c: &&Conversation| c.status == ConversationStatus::Active;
+        let by = |key: &str| {
+            self.latest
+                .get(&(config, key.to_owned()))
+                .and_then(|id| self.live(id, now))
+                .filter(active)
+                .map(|c| c.id)
+        };
+        by(customer.key()).or_else(|| customer.alias().and_then(by))
+    }
+
+    /// What an update tells of the customer of conversation `cid` (the `identify` of the
+    /// Redis scripts): both keys point at it; phone number, BSUID and username are kept.
+    fn identify(&mut self, cid: Uuid, config: i64, customer: &Customer) {
+        for key in [Some(customer.key()), customer.user_id.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            self.latest.insert((config, key.to_owned()), cid);
+        }
+        if let Some((c, _)) = self.conversations.get_mut(&cid) {
+            if customer.phone.is_some() {
+                c.phone_number = customer.phone_number();
+            }
+            if customer.user_id.is_some() {
+                c.user_id.clone_from(&customer.user_id);
+            }
+            if customer.username.is_some() {
+                c.username.clone_from(&customer.username);
+            }
+        }
     }
 }

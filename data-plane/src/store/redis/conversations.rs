@@ -63,15 +63,17 @@ impl RedisStore {
         self.common(&mut cmd, &m.project_id, m.at, m.placeholder.id());
         cmd.arg(m.project_id.to_string())
             .arg(m.whatsapp_config_id)
-            .arg(&m.customer)
-            .arg(format!("+{}", m.customer))
+            .arg(m.customer.key())
+            .arg(m.customer.phone_number())
             .arg(&m.phone_number_id)
             .arg(m.new_conversation.to_string())
             .arg(&m.last_message)
             .arg(&m.last_user_input)
             .arg(&m.delivery)
             .arg(SEEN_WINDOW_MS)
-            .arg(m.placeholder.template(&m.inbox));
+            .arg(m.placeholder.template(&m.inbox))
+            .arg(m.customer.user_id.as_deref().unwrap_or_default())
+            .arg(m.customer.username.as_deref().unwrap_or_default());
         let roles = [
             ("created", m.on_created.as_ref()),
             ("received", m.on_received.as_ref()),
@@ -94,11 +96,12 @@ impl RedisStore {
         self.common(&mut cmd, &s.project_id, s.at, s.placeholder.id());
         cmd.arg(s.project_id.to_string())
             .arg(s.whatsapp_config_id)
-            .arg(&s.customer)
+            .arg(s.customer.key())
             .arg(s.status)
             .arg(s.rank)
             .arg(&s.phone_number_id)
-            .arg(SEEN_WINDOW_MS);
+            .arg(SEEN_WINDOW_MS)
+            .arg(s.customer.alias().unwrap_or_default());
         let present: Vec<(&str, &NewExecution)> =
             s.on_status.iter().map(|e| ("status", e)).collect();
         cmd.arg(Self::executions(&present, Some(&s.placeholder))?);
@@ -132,14 +135,15 @@ impl RedisStore {
             .arg(p.id())
             .arg(e.project_id.to_string())
             .arg(binding.whatsapp_config_id)
-            .arg(&binding.customer)
-            .arg(format!("+{}", binding.customer))
+            .arg(binding.customer.key())
+            .arg(binding.customer.phone_number())
             .arg(&binding.phone_number_id)
             .arg(binding.new_conversation.to_string())
             .arg(binding.on_conflict.as_str())
             .arg(checks.request)
             .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
             .arg(checks.limit)
+            .arg(binding.customer.user_id.as_deref().unwrap_or_default())
             .arg(Self::executions(&roles, Some(p))?);
         let mut connection = self.connection();
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
@@ -543,6 +547,8 @@ fn parse_conversation(
         status: ConversationStatus::parse(&take("status")?).ok_or_else(|| bad("status"))?,
         created_at: number(take("created")?, "created")?,
         last_active_at: number(take("last")?, "last")?,
+        user_id: take("uid").ok(),
+        username: take("uname").ok(),
         last_message: take("lm").ok(),
         execution: take("exec").ok().and_then(|e| Uuid::parse_str(&e).ok()),
     }))

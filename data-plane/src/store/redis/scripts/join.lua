@@ -2,10 +2,11 @@
 -- An API-trigger execution that joins the conversation of (number, customer) (DESIGN §12),
 -- with the admission checks of `create.lua`.
 -- KEYS[1]: the idempotency key, KEYS[2]: the burst counter (each the record's key when
--- unused). ARGV[6..]: project, config id, wa_id, phone, Meta phone_number_id, new
--- conversation id, on_conflict (`end_existing` | `fail`), request hash ('' without an
--- Idempotency-Key), idempotency window ms, burst limit (0: none), then the executions (roles
--- `api`, `created`).
+-- unused). ARGV[6..]: project, config id, customer key (wa_id, else BSUID), phone (''
+-- unknown), Meta phone_number_id, new conversation id, on_conflict (`end_existing` |
+-- `fail`), request hash ('' without an Idempotency-Key), idempotency window ms, burst limit
+-- (0: none), the customer's BSUID ('' unknown), then the executions (roles `api`,
+-- `created`).
 -- Checks idempotency, then whether an intercepting execution holds the conversation (rules
 -- (a) and (b) of `store/rules.rs`: handoff, pending, running, waiting), then the burst
 -- limit; every check precedes the first write. Then the conversation (the active one, else
@@ -18,13 +19,8 @@ local project, config, customer = ARGV[6], ARGV[7], ARGV[8]
 local request = ARGV[13]
 local replayed = replay(KEYS[1], request)
 if replayed then return replayed end
-local pointer = base .. 'cn:' .. config .. ':' .. customer
-local cid = redis.call('GET', pointer)
-local conv
-if cid then
-  conv = base .. 'c:' .. cid
-  if redis.call('HGET', conv, 'status') ~= 'active' then cid = false end
-end
+local uid = ARGV[16]
+local cid, conv, pointer = find(config, customer, uid)
 local holder = false
 if cid then
   local current = redis.call('HGET', conv, 'exec')
@@ -39,18 +35,18 @@ end
 if holder and ARGV[12] == 'fail' then return {4, holder} end
 local remaining = burst(KEYS[2], ARGV[15])
 if not remaining then return {3} end
-local roles = roles_at(16)
+local roles = roles_at(17)
 local id = ARGV[roles.api + 1]
 local list = base .. 'cl:' .. project
 local created = 0
 if cid then
   redis.call('HSET', conv, 'last', now, 'exec', id)
-  redis.call('PEXPIRE', pointer, retention)
 else
   cid = ARGV[11]
   created = 1
-  conv = open(cid, pointer, list, {project, config, ARGV[10], ARGV[9]}, {'exec', id})
+  conv = open(cid, list, {project, config, ARGV[10], ARGV[9]}, {'exec', id})
 end
+identify(conv, cid, pointer, config, ARGV[9], uid, '')
 touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 create(roles.api, id_json, status_json, project)

@@ -1,25 +1,20 @@
 
 -- An inbound message (DESIGN §7 steps 1-4, in order; the seen mark is written last).
--- KEYS[1]: the message's seen mark. ARGV[6..]: project, config id, wa_id, phone, Meta
--- phone_number_id, new conversation id, last message, last user input, delivery event,
--- seen window, the inbox entry (template), then the executions (roles `created`,
+-- KEYS[1]: the message's seen mark. ARGV[6..]: project, config id, customer key (wa_id,
+-- else BSUID), phone ('' unknown), Meta phone_number_id, new conversation id, last
+-- message, last user input, delivery event, seen window, the inbox entry (template), the
+-- customer's BSUID and username ('' unknown), then the executions (roles `created`,
 -- `received`, `trigger`). Step 4 follows the rules of `store/rules.rs`, case for case.
 local project = ARGV[6]
-local pointer = base .. 'cn:' .. ARGV[7] .. ':' .. ARGV[8]
 local list = base .. 'cl:' .. project
-local held = redis.call('MGET', KEYS[1], pointer)
-if held[1] then return {0} end
-local roles = roles_at(skip(16))
-local cid = held[2]
-local conv
-if cid then
-  conv = base .. 'c:' .. cid
-  if redis.call('HGET', conv, 'status') ~= 'active' then cid = false end
-end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local who = skip(16)
+local uid, uname = ARGV[who], ARGV[who + 1]
+local roles = roles_at(who + 2)
+local cid, conv, pointer = find(ARGV[7], ARGV[8], uid)
 local created = 0
 if cid then
   redis.call('HSET', conv, 'last', now, 'lm', ARGV[12])
-  redis.call('PEXPIRE', pointer, retention)
 else
   cid = ARGV[11]
   created = 1
@@ -29,8 +24,9 @@ else
     extra[#extra + 1] = 'exec'
     extra[#extra + 1] = ARGV[roles.trigger + 1]
   end
-  conv = open(cid, pointer, list, {project, ARGV[7], ARGV[10], ARGV[9]}, extra)
+  conv = open(cid, list, {project, ARGV[7], ARGV[10], ARGV[9]}, extra)
 end
+identify(conv, cid, pointer, ARGV[7], ARGV[9], uid, uname)
 touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 local started = {}

@@ -36,14 +36,40 @@ local function roles_at(first)
   end
   return roles
 end
--- A new active conversation `cid`, written whole in one command, with its customer's
--- `pointer`; `who` is {project, config id, Meta phone_number_id, phone}, `extra` more
--- fields. Returns its key.
-local function open(cid, pointer, list, who, extra)
+-- The active conversation of a customer of number `config`: by the pointer of `key` (the
+-- phone number's digits, else the BSUID), else by that of `uid` (their BSUID, when known
+-- beside the phone number). Returns its id (or false), its key, and `key`'s pointer.
+local function find(config, key, uid)
+  local pointer = base .. 'cn:' .. config .. ':' .. key
+  local function active(cid)
+    if cid and redis.call('HGET', base .. 'c:' .. cid, 'status') == 'active' then return cid end
+    return false
+  end
+  local cid = active(redis.call('GET', pointer))
+  if not cid and uid ~= '' and uid ~= key then
+    cid = active(redis.call('GET', base .. 'cn:' .. config .. ':' .. uid))
+  end
+  return cid, cid and (base .. 'c:' .. cid), pointer
+end
+-- What an update tells of the customer of conversation `conv`: the pointers of both keys
+-- (kept alive, or set when the other key found it) and the phone number, BSUID and
+-- username, when known.
+local function identify(conv, cid, pointer, config, phone, uid, uname)
+  redis.call('SET', pointer, cid, 'PX', retention)
+  if uid ~= '' then
+    redis.call('SET', base .. 'cn:' .. config .. ':' .. uid, cid, 'PX', retention)
+    redis.call('HSET', conv, 'uid', uid)
+  end
+  if phone ~= '' then redis.call('HSET', conv, 'phone', phone) end
+  if uname ~= '' then redis.call('HSET', conv, 'uname', uname) end
+end
+-- A new active conversation `cid`, written whole in one command (its customer's pointers
+-- are `identify`'s); `who` is {project, config id, Meta phone_number_id, phone}, `extra`
+-- more fields. Returns its key.
+local function open(cid, list, who, extra)
   local conv = base .. 'c:' .. cid
   redis.call('HSET', conv, 'project', who[1], 'number', who[2], 'pnid', who[3], 'phone', who[4],
     'status', 'active', 'created', now, 'last', now, unpack(extra))
-  redis.call('SET', pointer, cid, 'PX', retention)
   if sometimes(cid) then
     redis.call('ZREMRANGEBYSCORE', list, '-inf', '(' .. (tonumber(now) - tonumber(retention)))
   end
