@@ -44,9 +44,10 @@ if cid then
 else
   cid = ARGV[11]
   created = 1
-  conv = open(cid, list, {project, config, ARGV[10], ARGV[9]}, {'exec', id})
+  conv = open(cid, list, {project, config, ARGV[10], ARGV[9]},
+    customer_fields({'exec', id}, uid, ''))
 end
-identify(conv, cid, pointer, config, ARGV[9], uid, '')
+identify(conv, cid, pointer, config, ARGV[9], uid, '', created == 1)
 touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 create(roles.api, id_json, status_json, project)

@@ -24,9 +24,10 @@ else
     extra[#extra + 1] = 'exec'
     extra[#extra + 1] = ARGV[roles.trigger + 1]
   end
-  conv = open(cid, list, {project, ARGV[7], ARGV[10], ARGV[9]}, extra)
+  conv = open(cid, list, {project, ARGV[7], ARGV[10], ARGV[9]},
+    customer_fields(extra, uid, uname))
 end
-identify(conv, cid, pointer, ARGV[7], ARGV[9], uid, uname)
+identify(conv, cid, pointer, ARGV[7], ARGV[9], uid, uname, created == 1)
 touch(conv, cid, list)
 local id_json, status_json = '"' .. cid .. '"', '"active"'
 local started = {}

@@ -51,17 +51,27 @@ local function find(config, key, uid)
   end
   return cid, cid and (base .. 'c:' .. cid), pointer
 end
--- What an update tells of the customer of conversation `conv`: the pointers of both keys
--- (kept alive, or set when the other key found it) and the phone number, BSUID and
--- username, when known.
-local function identify(conv, cid, pointer, config, phone, uid, uname)
+-- What an update tells of the customer of conversation `cid`: the pointers of both keys
+-- (kept alive, or set when the other key found it); and, in a conversation found (not
+-- `fresh`: `open` wrote them) by an update carrying a BSUID, the phone number, BSUID and
+-- username it knows. An update without a BSUID finds only what its phone number keys,
+-- which already knows that number.
+local function identify(conv, cid, pointer, config, phone, uid, uname, fresh)
   redis.call('SET', pointer, cid, 'PX', retention)
-  if uid ~= '' then
-    redis.call('SET', base .. 'cn:' .. config .. ':' .. uid, cid, 'PX', retention)
-    redis.call('HSET', conv, 'uid', uid)
-  end
-  if phone ~= '' then redis.call('HSET', conv, 'phone', phone) end
-  if uname ~= '' then redis.call('HSET', conv, 'uname', uname) end
+  if uid == '' then return end
+  redis.call('SET', base .. 'cn:' .. config .. ':' .. uid, cid, 'PX', retention)
+  if fresh then return end
+  local fields = {'uid', uid}
+  if phone ~= '' then fields[#fields + 1] = 'phone'; fields[#fields + 1] = phone end
+  if uname ~= '' then fields[#fields + 1] = 'uname'; fields[#fields + 1] = uname end
+  redis.call('HSET', conv, unpack(fields))
+end
+-- The conversation fields naming a new conversation's customer beyond its phone: BSUID and
+-- username when known, appended to `extra`.
+local function customer_fields(extra, uid, uname)
+  if uid ~= '' then extra[#extra + 1] = 'uid'; extra[#extra + 1] = uid end
+  if uname ~= '' then extra[#extra + 1] = 'uname'; extra[#extra + 1] = uname end
+  return extra
 end
 -- A new active conversation `cid`, written whole in one command (its customer's pointers
 -- are `identify`'s); `who` is {project, config id, Meta phone_number_id, phone}, `extra`
