@@ -82,6 +82,12 @@ pub struct Config {
     /// How long an execution record is kept after it is created.
     #[arg(long, env = "SWITCHBOARD_EXECUTION_RETENTION", default_value = "7d", value_parser = duration)]
     pub execution_retention: Duration,
+    /// How long routing decisions are kept (DESIGN §13).
+    #[arg(long, env = "SWITCHBOARD_DECISION_RETENTION", default_value = "7d", value_parser = duration)]
+    pub decision_retention: Duration,
+    /// Most routing decisions kept per project; the oldest go first.
+    #[arg(long, env = "SWITCHBOARD_DECISION_CAP", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub decision_cap: u32,
     /// Take `metadata.request_ip` from `X-Forwarded-For` (only behind a proxy that sets it).
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -112,6 +118,8 @@ impl std::fmt::Debug for Config {
             .field("conversation_inactivity", &self.conversation_inactivity)
             .field("waiting_timeout", &self.waiting_timeout)
             .field("execution_retention", &self.execution_retention)
+            .field("decision_retention", &self.decision_retention)
+            .field("decision_cap", &self.decision_cap)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish()
     }

@@ -4,10 +4,12 @@
 //! control plane's console take the node token and the project they are for (DESIGN §11).
 //! [`ApiError`]s map to gRPC codes here, and only here.
 
+use crate::api::decisions::DecisionParams;
 use crate::api::{ApiError, Body, Caller, Kind, Platform, StartRequest, list_query};
 use crate::sends::{Content, Outcome, SendRequest, Sender};
-use crate::store::{Execution, Store, claims};
+use crate::store::{Decision, Execution, Store, claims};
 use crate::time::rfc3339_ms;
+use crate::whatsapp::unrouted::{self, Reason, Unrouted};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchboard_proto::v1 as pb;
@@ -18,6 +20,7 @@ use uuid::Uuid;
 pub struct ExecutionsService {
     platform: Platform,
     sender: Sender,
+    unrouted: Arc<Unrouted>,
     runner_token: Arc<[u8]>,
     node_token: Arc<[u8]>,
 }
@@ -47,10 +50,16 @@ impl Reader {
 }
 
 impl ExecutionsService {
-    pub fn new(platform: Platform, sender: Sender, runner_token: &str, node_token: &str) -> Self {
+    pub fn new(
+        platform: Platform,
+        (sender, unrouted): (Sender, Arc<Unrouted>),
+        runner_token: &str,
+        node_token: &str,
+    ) -> Self {
         Self {
             platform,
             sender,
+            unrouted,
             runner_token: Arc::from(runner_token.as_bytes()),
             node_token: Arc::from(node_token.as_bytes()),
         }
@@ -81,6 +90,25 @@ impl ExecutionsService {
             .and_then(|v| Uuid::parse_str(v).ok())
             .map(Some)
             .ok_or_else(|| Status::invalid_argument(format!("{PROJECT}: a project id is required")))
+    }
+
+    /// The project a platform call acts for: the control plane's (node token), else the API
+    /// key's.
+    fn caller<'m>(&self, metadata: &'m MetadataMap) -> Result<Caller<'m>, Status> {
+        Ok(match self.control_plane(metadata)? {
+            Some(project) => Caller::Project(project),
+            None => Caller::ApiKey(api_key(metadata)),
+        })
+    }
+
+    /// An operator: the node token, no project.
+    fn operator(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        match metadata.get(NODE_TOKEN) {
+            Some(token) if bool::from(token.as_bytes().ct_eq(&self.node_token)) => Ok(()),
+            _ => Err(Status::unauthenticated(format!(
+                "missing or invalid node token ({NODE_TOKEN})"
+            ))),
+        }
     }
 
     /// A runner, or the control plane for a project.
@@ -130,6 +158,37 @@ fn to_proto(e: Execution) -> pb::Execution {
         created_at: time(e.created_at),
         updated_at: time(e.updated_at),
         events_json: e.events,
+        routing_decision_id: e.decision_id.map(|id| id.to_string()),
+    }
+}
+
+fn decision_to_proto(d: Decision) -> pb::RoutingDecision {
+    let id = |id: Option<Uuid>| id.map(|id| id.to_string());
+    pb::RoutingDecision {
+        id: d.id.to_string(),
+        at: rfc3339_ms(d.at).unwrap_or_default(),
+        source: d.source.as_str().to_owned(),
+        phone_number_id: d.phone_number_id,
+        message_id: d.message_id,
+        from: d.from,
+        conversation_id: id(d.conversation_id),
+        outcome: d.outcome.as_str().to_owned(),
+        reason: d.reason,
+        detail: d.detail,
+        trigger_id: id(d.trigger_id),
+        workflow_id: id(d.workflow_id),
+        execution_id: id(d.execution_id),
+        superseded: id(d.superseded),
+        events: d
+            .events
+            .into_iter()
+            .map(|e| pb::FiredEvent {
+                r#type: e.event,
+                trigger_id: id(e.trigger_id),
+                workflow_id: e.workflow_id.to_string(),
+                execution_id: e.execution_id.to_string(),
+            })
+            .collect(),
     }
 }
 
@@ -376,6 +435,81 @@ impl pb::executions_server::Executions for ExecutionsService {
             tracking_id: started.tracking_id.to_string(),
             idempotent_replayed: false,
         }))
+    }
+
+    async fn list_routing_decisions(
+        &self,
+        request: Request<pb::ListRoutingDecisionsRequest>,
+    ) -> Result<Response<pb::ListRoutingDecisionsResponse>, Status> {
+        let caller = self.caller(request.metadata())?;
+        let r = request.get_ref();
+        let limit = (r.limit != 0).then(|| r.limit.to_string());
+        let params = DecisionParams {
+            phone_number_id: r.phone_number_id.as_deref(),
+            conversation_id: r.conversation_id.as_deref(),
+            message_id: r.message_id.as_deref(),
+            workflow_id: r.workflow_id.as_deref(),
+            outcome: r.outcome.as_deref(),
+            limit: limit.as_deref(),
+            after: r.after.as_deref(),
+            page: None,
+            per_page: None,
+        };
+        let list = self
+            .platform
+            .routing_decisions(caller, &params)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListRoutingDecisionsResponse {
+            decisions: list.decisions.into_iter().map(decision_to_proto).collect(),
+            next_after: list.after.map(|id| id.to_string()),
+        }))
+    }
+
+    async fn list_unrouted_updates(
+        &self,
+        request: Request<pb::ListUnroutedUpdatesRequest>,
+    ) -> Result<Response<pb::ListUnroutedUpdatesResponse>, Status> {
+        self.operator(request.metadata())?;
+        let r = request.get_ref();
+        let reason = r
+            .reason
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|name| {
+                Reason::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == name)
+                    .ok_or_else(|| {
+                        Status::invalid_argument(
+                            "invalid_reason: reason must be one of object, field, malformed, \
+                             status, number (field reason)",
+                        )
+                    })
+            })
+            .transpose()?;
+        let limit = match r.limit {
+            0 => 100,
+            n if n as usize <= unrouted::CAP => n as usize,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid_limit: limit must be 1-{} (field limit)",
+                    unrouted::CAP
+                )));
+            }
+        };
+        let updates = self
+            .unrouted
+            .list(reason, limit)
+            .into_iter()
+            .map(|u| pb::UnroutedUpdate {
+                at: rfc3339_ms(u.at).unwrap_or_default(),
+                reason: u.reason.as_str().to_owned(),
+                phone_number_id: u.phone_number_id,
+                detail: u.detail,
+            })
+            .collect();
+        Ok(Response::new(pb::ListUnroutedUpdatesResponse { updates }))
     }
 
     async fn resume_execution(

@@ -100,6 +100,10 @@ pub async fn run(
         &config.redis_url,
         &config.redis_key_prefix,
         config.execution_retention,
+        store::DecisionLimits {
+            retention_ms: i64::try_from(config.decision_retention.as_millis()).unwrap_or(i64::MAX),
+            cap: config.decision_cap as usize,
+        },
     )?;
     match store.kind() {
         store::Kind::Memory => tracing::warn!(
@@ -182,7 +186,7 @@ pub async fn run(
         .build_v1()?;
     let executions = ExecutionsServer::new(grpc::ExecutionsService::new(
         platform.clone(),
-        sender,
+        (sender, whatsapp.unrouted()),
         &config.runner_token,
         &config.node_token,
     ));

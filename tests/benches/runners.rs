@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use switchboard_data_plane::store::{Admission, NewExecution, Store, keys};
+use switchboard_data_plane::store::{Admission, DecisionLimits, NewExecution, Store, keys};
 use switchboard_proto::wire::TriggerType;
 use switchboard_tests::bench::{
     data_plane_command, env_or, free_port, under_fresh_prefix, wait_http,
@@ -58,7 +58,12 @@ async fn measure(
     wait_http(http, "/readyz").await?;
 
     // Dispatch the executions directly through the store, 64 at a time.
-    let store = Store::open(redis_url, prefix, Duration::from_secs(600))?;
+    let store = Store::open(
+        redis_url,
+        prefix,
+        Duration::from_secs(600),
+        DecisionLimits::default(),
+    )?;
     let project = Uuid::parse_str(&tenant.project_id)?;
     let workflow = Uuid::parse_str(&tenant.workflow_id)?;
     let started = Instant::now();
@@ -76,6 +81,7 @@ async fn measure(
                 conversation_id: None,
                 context: r#"{"system":{"trigger_type":"api_call"}}"#.to_owned(),
                 created_at: chrono::Utc::now().timestamp_millis(),
+                origin: None,
             };
             ids.insert(execution.id.to_string());
             let store = store.clone();

@@ -173,6 +173,8 @@ impl DataPlane {
             conversation_inactivity: Duration::from_secs(24 * 3600),
             waiting_timeout: Duration::from_secs(24 * 3600),
             execution_retention: Duration::from_secs(7 * 24 * 3600),
+            decision_retention: Duration::from_secs(7 * 24 * 3600),
+            decision_cap: 10_000,
             trust_forwarded_for: false,
             advertise_grpc: None,
         };

@@ -4,12 +4,14 @@
 //! store is the only I/O.
 //!
 //! The API trigger and executions are here; the conversation endpoints in
-//! [`conversations`], test runs in [`test_runs`], resumes in [`resume`]; the request body
+//! [`conversations`], test runs in [`test_runs`], resumes in [`resume`], routing decisions
+//! in [`decisions`]; the request body
 //! in [`request`], its phone number in [`phone`], the execution context it gets in
 //! [`context`].
 
 pub mod context;
 pub mod conversations;
+pub mod decisions;
 mod error;
 pub mod paging;
 pub mod phone;
@@ -22,9 +24,10 @@ pub use error::{ApiError, Kind};
 use crate::observer;
 use crate::routing::{ApiKey, RoutingSlot, RoutingTable};
 use crate::store::conversations::{Customer, Placeholder};
+use crate::store::decisions::Source;
 use crate::store::{
-    Admission, Binding, Created, Execution, ListQuery, NewExecution, Status, Store, Transition,
-    keys,
+    Admission, Binding, Created, Draft, Execution, ListQuery, NewExecution, Origin, Status, Store,
+    Transition, keys,
 };
 use crate::whatsapp::context::Who;
 use crate::whatsapp::{Lifecycle, planning};
@@ -148,126 +151,22 @@ impl Platform {
             .ok_or_else(ApiError::unauthorized)
     }
 
-    /// The API trigger: `POST /platform/v1/workflows/{workflow_id}/executions`.
+    /// The API trigger: `POST /platform/v1/workflows/{workflow_id}/executions`. Once the key
+    /// names the project, every outcome is a routing decision: the store records those it
+    /// takes with the execution, [`Platform::refused`] those taken here.
     pub async fn start(&self, request: StartRequest<'_>) -> Result<Started, ApiError> {
         let table = self.table()?;
         let key = Self::authenticate(&table, request.api_key)?;
-        let raw = match request.body {
-            Body::Http(bytes) | Body::Inner(bytes) => bytes,
-        };
-        if raw.len() > BODY_LIMIT {
-            return Err(ApiError::payload_too_large(BODY_LIMIT));
-        }
-        let body = match request.body {
-            Body::Http(bytes) => request::parse_http(bytes)?,
-            Body::Inner(bytes) => request::parse_inner(bytes)?,
-        };
-
-        let workflow_id =
-            Uuid::parse_str(request.workflow_id).map_err(|_| ApiError::workflow_not_found())?;
-        let workflow = table
-            .workflow(&workflow_id)
-            .filter(|w| w.project_id == key.project_id)
-            .ok_or_else(ApiError::workflow_not_found)?;
-        if !workflow.active {
-            return Err(ApiError::new(
-                Kind::Conflict,
-                "workflow_inactive",
-                "the workflow is not active",
-            ));
-        }
-        if !workflow.api_trigger.is_some_and(|(_, active)| active) {
-            return Err(ApiError::new(
-                Kind::Conflict,
-                "trigger_inactive",
-                "the workflow has no active API trigger",
-            ));
-        }
-
-        let idempotency = match request.idempotency_key {
-            None => None,
-            Some(k) if k.is_empty() || k.len() > IDEMPOTENCY_KEY_MAX => {
-                return Err(ApiError::field(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key",
-                    format!("Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters"),
-                ));
-            }
-            Some(k) => {
-                // The request is the workflow and the canonical (key-sorted) JSON of its
-                // body, so formatting differences are the same request.
-                let canonical = canonical_request(&request.body);
-                Some((
-                    sha256_hex(&[k.as_bytes()]),
-                    sha256_hex(&[workflow_id.as_bytes(), &canonical]),
-                ))
-            }
-        };
-
-        let call = request::resolve(body, &table, &key.project_id)?;
         let now = chrono::Utc::now();
-        let at = now.timestamp_millis();
-        let tracking_id = keys::new_tracking_id(&key.project_id);
-        // With a number, the execution joins the customer's conversation on it (DESIGN §12):
-        // its id is chosen by the store, a placeholder until then.
-        let binding = call.number.map(|number| {
-            let placeholder = Placeholder::new();
-            let who = Who {
-                phone_number: call.phone_number.as_deref(),
-                user_id: call.recipient.as_deref(),
-                username: None,
+        let mut draft = Draft::new(key.project_id, Source::Api, now.timestamp_millis());
+        draft.workflow_id = Uuid::parse_str(request.workflow_id).ok();
+        let (execution, mut admission, customer) =
+            match Self::admit(&table, key, &request, now, &mut draft) {
+                Ok(admitted) => admitted,
+                Err(err) => return Err(self.refused(&draft, err).await),
             };
-            Binding {
-                whatsapp_config_id: number.whatsapp_config_id,
-                phone_number_id: number.phone_number_id.to_string(),
-                customer: Customer {
-                    phone: call
-                        .phone_number
-                        .as_deref()
-                        .map(|p| p.trim_start_matches('+').to_owned()),
-                    user_id: call.recipient.clone(),
-                    username: None,
-                },
-                new_conversation: keys::new_tracking_id(&key.project_id),
-                on_conflict: call.on_conflict,
-                on_created: planning::api_conversation(
-                    &table,
-                    number,
-                    who,
-                    &placeholder,
-                    tracking_id,
-                    at,
-                ),
-                placeholder,
-            }
-        });
-        let conversation_id = binding.as_ref().map(|b| b.placeholder.id());
-        let context = api_context(
-            &call,
-            Some(key.id),
-            workflow_id,
-            tracking_id,
-            request.request_ip,
-            now,
-            Run::Live { conversation_id },
-        );
-        let trigger_type = TriggerType::ApiCall;
-        let execution = NewExecution {
-            id: tracking_id,
-            project_id: key.project_id,
-            workflow_id,
-            trigger_type,
-            test: false,
-            observer_mode: observer::of(trigger_type).observer_mode,
-            conversation_id: conversation_id.map(str::to_owned),
-            context,
-            created_at: at,
-        };
-        let admission = Admission {
-            idempotency,
-            burst: key.burst_limit.map(|limit| (key.id, limit)),
-            conversation: binding,
-        };
+        admission.decision = Some(draft);
+        let (workflow_id, tracking_id) = (execution.workflow_id, execution.id);
         match self.store.create(&execution, &admission).await? {
             Created::New {
                 burst_remaining,
@@ -301,10 +200,7 @@ impl Platform {
                 message: format!(
                     "execution {holder} holds the conversation of {} on this number; \
                      on_conflict \"end_existing\" (the default) ends it and starts this one",
-                    call.phone_number
-                        .as_deref()
-                        .or(call.recipient.as_deref())
-                        .unwrap_or_default()
+                    customer.as_deref().unwrap_or_default()
                 ),
                 field: Some("workflow_execution.on_conflict".to_owned()),
             }),
@@ -317,6 +213,146 @@ impl Platform {
                 ),
             )),
         }
+    }
+
+    /// The checks of a start request, in order, and what it asks the store: the execution,
+    /// its admission (without its decision) and the customer it names, if any. Fills in
+    /// `draft` what the request tells.
+    fn admit(
+        table: &RoutingTable,
+        key: &ApiKey,
+        request: &StartRequest<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+        draft: &mut Draft,
+    ) -> Result<(NewExecution, Admission, Option<String>), ApiError> {
+        let raw = match request.body {
+            Body::Http(bytes) | Body::Inner(bytes) => bytes,
+        };
+        if raw.len() > BODY_LIMIT {
+            return Err(ApiError::payload_too_large(BODY_LIMIT));
+        }
+        let body = match request.body {
+            Body::Http(bytes) => request::parse_http(bytes)?,
+            Body::Inner(bytes) => request::parse_inner(bytes)?,
+        };
+
+        let workflow_id =
+            Uuid::parse_str(request.workflow_id).map_err(|_| ApiError::workflow_not_found())?;
+        let workflow = table
+            .workflow(&workflow_id)
+            .filter(|w| w.project_id == key.project_id)
+            .ok_or_else(ApiError::workflow_not_found)?;
+        if !workflow.active {
+            return Err(ApiError::new(
+                Kind::Conflict,
+                "workflow_inactive",
+                "the workflow is not active",
+            ));
+        }
+        draft.trigger_id = workflow.api_trigger.map(|(id, _)| id);
+        if !workflow.api_trigger.is_some_and(|(_, active)| active) {
+            return Err(ApiError::new(
+                Kind::Conflict,
+                "trigger_inactive",
+                "the workflow has no active API trigger",
+            ));
+        }
+
+        let idempotency = match request.idempotency_key {
+            None => None,
+            Some(k) if k.is_empty() || k.len() > IDEMPOTENCY_KEY_MAX => {
+                return Err(ApiError::field(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key",
+                    format!("Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters"),
+                ));
+            }
+            Some(k) => {
+                // The request is the workflow and the canonical (key-sorted) JSON of its
+                // body, so formatting differences are the same request.
+                let canonical = canonical_request(&request.body);
+                Some((
+                    sha256_hex(&[k.as_bytes()]),
+                    sha256_hex(&[workflow_id.as_bytes(), &canonical]),
+                ))
+            }
+        };
+
+        let call = request::resolve(body, table, &key.project_id)?;
+        let at = now.timestamp_millis();
+        let tracking_id = keys::new_tracking_id(&key.project_id);
+        // With a number, the execution joins the customer's conversation on it (DESIGN §12):
+        // its id is chosen by the store, a placeholder until then.
+        let binding = call.number.map(|number| {
+            let placeholder = Placeholder::new();
+            let who = Who {
+                phone_number: call.phone_number.as_deref(),
+                user_id: call.recipient.as_deref(),
+                username: None,
+            };
+            Binding {
+                whatsapp_config_id: number.whatsapp_config_id,
+                phone_number_id: number.phone_number_id.to_string(),
+                customer: Customer {
+                    phone: call
+                        .phone_number
+                        .as_deref()
+                        .map(|p| p.trim_start_matches('+').to_owned()),
+                    user_id: call.recipient.clone(),
+                    username: None,
+                },
+                new_conversation: keys::new_tracking_id(&key.project_id),
+                on_conflict: call.on_conflict,
+                on_created: planning::api_conversation(
+                    table,
+                    number,
+                    who,
+                    &placeholder,
+                    (tracking_id, draft.id),
+                    at,
+                ),
+                placeholder,
+            }
+        });
+        let conversation_id = binding.as_ref().map(|b| b.placeholder.id());
+        let context = api_context(
+            &call,
+            Some(key.id),
+            workflow_id,
+            tracking_id,
+            request.request_ip,
+            now,
+            Run::Live { conversation_id },
+        );
+        let trigger_type = TriggerType::ApiCall;
+        let execution = NewExecution {
+            id: tracking_id,
+            project_id: key.project_id,
+            workflow_id,
+            trigger_type,
+            test: false,
+            observer_mode: observer::of(trigger_type).observer_mode,
+            conversation_id: conversation_id.map(str::to_owned),
+            context,
+            created_at: at,
+            origin: Some(Origin {
+                decision_id: draft.id,
+                trigger_id: draft.trigger_id,
+                event: None,
+            }),
+        };
+        let customer = call.phone_number.as_deref().or(call.recipient.as_deref());
+        if let Some(b) = &binding {
+            draft.phone_number_id = Some(b.phone_number_id.clone());
+            draft.from = Some(b.customer.key().to_owned());
+        }
+        let admission = Admission {
+            idempotency,
+            burst: key.burst_limit.map(|limit| (key.id, limit)),
+            conversation: binding,
+            decision: None,
+        };
+        Ok((execution, admission, customer.map(str::to_owned)))
     }
 
     /// An execution of the key's project (another project's is not found).
@@ -394,7 +430,7 @@ impl Platform {
             }
         }
         match self.store.set_status(id, to, crate::time::now_ms()).await? {
-            Transition::Done(execution) => Ok(execution),
+            Transition::Done(execution) => Ok(*execution),
             Transition::NotFound => Err(ApiError::execution_not_found()),
             Transition::Invalid { from } => Err(ApiError::field(
                 "invalid_transition",
@@ -582,6 +618,7 @@ mod tests {
                 .into(),
             events: Vec::new(),
             last_event_at: 0,
+            decision_id: None,
         };
         // A WhatsApp trigger's context has no `vars`: a resume gives it one.
         let merged: Value = serde_json::from_str(&execution_context(&e(r#"{"system": {"x": 1}}"#)))

@@ -7,7 +7,8 @@
 //! runner receives on its claim stream like a conversation message.
 
 use super::{ApiError, Kind, Platform};
-use crate::store::{Execution, Resume, Resumed, events};
+use crate::store::decisions::{Outcome, Source};
+use crate::store::{Draft, Execution, Resume, Resumed, events};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -19,29 +20,27 @@ impl Platform {
         id: &str,
         body: &[u8],
     ) -> Result<Execution, ApiError> {
-        let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
-        let Value::Object(body) = body else {
-            return Err(ApiError::field(
-                "invalid_type",
-                "body",
-                "the body must be a JSON object",
-            ));
-        };
-        let (message, input) = message(&body)?;
-        let variables = variables(&body)?;
-        let execution = self.execution_of(project_id, id).await?;
         let at = crate::time::now_ms();
+        let mut draft = Draft::new(project_id, Source::Resume, at);
+        let execution = match self.execution_of(project_id, id).await {
+            Ok(execution) => execution,
+            Err(err) => return Err(self.refused(&draft, err).await),
+        };
+        draft.workflow_id = Some(execution.workflow_id);
+        let resume = match parse(body, at) {
+            Ok(resume) => resume,
+            Err(err) => {
+                let mut d = draft.decide(Outcome::Refused, None);
+                d.execution_id = Some(execution.id);
+                return Err(self.refused_as(d, err).await);
+            }
+        };
         let resume = Resume {
-            input,
-            variables: variables
-                .iter()
-                .map(|(name, value)| (name.clone(), value.to_string()))
-                .collect(),
-            event: events::resumed(&message, &Value::Object(variables), at),
-            at,
+            decision: Some(draft),
+            ..resume
         };
         match self.store().resume(execution.id, &resume).await? {
-            Resumed::Done(execution) => Ok(execution),
+            Resumed::Done(execution) => Ok(*execution),
             Resumed::NotFound => Err(ApiError::execution_not_found()),
             Resumed::NotWaiting { status } => Err(ApiError::new(
                 Kind::Conflict,
@@ -50,6 +49,30 @@ impl Platform {
             )),
         }
     }
+}
+
+/// The resume a body asks for, without its decision.
+fn parse(body: &[u8], at: i64) -> Result<Resume, ApiError> {
+    let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+    let Value::Object(body) = body else {
+        return Err(ApiError::field(
+            "invalid_type",
+            "body",
+            "the body must be a JSON object",
+        ));
+    };
+    let (message, input) = message(&body)?;
+    let variables = variables(&body)?;
+    Ok(Resume {
+        input,
+        variables: variables
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_string()))
+            .collect(),
+        event: events::resumed(&message, &Value::Object(variables), at),
+        at,
+        decision: None,
+    })
 }
 
 /// `message` (`{kind, data}`, `null` when absent) and the input it gives: `data` when it is

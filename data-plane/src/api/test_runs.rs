@@ -7,8 +7,9 @@
 
 use super::{ApiError, Caller, Kind, Platform, request};
 use crate::observer;
-use crate::routing::RoutingTable;
-use crate::store::{Admission, Conversation, Created, NewExecution, keys};
+use crate::routing::{ApiKey, RoutingTable};
+use crate::store::decisions::Source;
+use crate::store::{Admission, Conversation, Created, Draft, NewExecution, Origin, keys};
 use crate::whatsapp::context::{self, Common, ConversationRef, EventMessage};
 use serde_json::{Map, Value, json};
 use switchboard_proto::wire::{EventType, TriggerType};
@@ -38,7 +39,8 @@ fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str,
 }
 
 impl Platform {
-    /// Starts a test run of a workflow of the caller's project.
+    /// Starts a test run of a workflow of the caller's project; its decision is recorded
+    /// with the execution, or alone when refused.
     pub async fn start_test(
         &self,
         caller: Caller<'_>,
@@ -48,6 +50,53 @@ impl Platform {
     ) -> Result<TestStarted, ApiError> {
         let table = self.table()?;
         let (project_id, key) = Self::scope(&table, caller)?;
+        let mut draft = Draft::new(project_id, Source::TestRun, crate::time::now_ms());
+        draft.workflow_id = Uuid::parse_str(workflow_id).ok();
+        let execution = match self
+            .test_execution(
+                &table,
+                (project_id, key),
+                workflow_id,
+                raw,
+                request_ip,
+                &draft,
+            )
+            .await
+        {
+            Ok(execution) => execution,
+            Err(err) => return Err(self.refused(&draft, err).await),
+        };
+        let admission = Admission {
+            decision: Some(draft),
+            ..Admission::default()
+        };
+        match self.store.create(&execution, &admission).await? {
+            Created::New { .. } => Ok(TestStarted {
+                workflow_id: execution.workflow_id,
+                tracking_id: execution.id,
+            }),
+            other => {
+                tracing::error!(outcome = ?other, "a test execution was not created");
+                Err(ApiError::new(
+                    Kind::Internal,
+                    "internal",
+                    format!("unexpected creation outcome {other:?}"),
+                ))
+            }
+        }
+    }
+
+    /// The execution a test run asks for, checked, made at `draft.at`.
+    async fn test_execution(
+        &self,
+        table: &RoutingTable,
+        (project_id, key): (Uuid, Option<&ApiKey>),
+        workflow_id: &str,
+        raw: &[u8],
+        request_ip: &str,
+        draft: &Draft,
+    ) -> Result<NewExecution, ApiError> {
+        let now = chrono::DateTime::from_timestamp_millis(draft.at).unwrap_or_default();
         if raw.len() > super::BODY_LIMIT {
             return Err(ApiError::payload_too_large(super::BODY_LIMIT));
         }
@@ -82,11 +131,10 @@ impl Platform {
                 format!("the workflow has no {trigger_type} trigger"),
             ));
         }
-        let now = chrono::Utc::now();
         let tracking_id = keys::new_tracking_id(&project_id);
         let (conversation_id, context) = match trigger_type {
             TriggerType::ApiCall => {
-                let call = request::resolve(request::parse_http(raw)?, &table, &project_id)?;
+                let call = request::resolve(request::parse_http(raw)?, table, &project_id)?;
                 let key_id = key.map(|k| k.id);
                 let context = super::api_context(
                     &call,
@@ -117,7 +165,7 @@ impl Platform {
                     })?;
                 let conversation = self.conversation_in(&body, project_id).await?;
                 let context =
-                    event_context(&table, &conversation, event_type, tracking_id, workflow.id);
+                    event_context(table, &conversation, event_type, tracking_id, workflow.id);
                 (Some(conversation.id), context)
             }
         };
@@ -130,22 +178,14 @@ impl Platform {
             observer_mode: observer::of(trigger_type).observer_mode,
             conversation_id: conversation_id.map(|id| id.to_string()),
             context,
-            created_at: now.timestamp_millis(),
-        };
-        match self.store.create(&execution, &Admission::default()).await? {
-            Created::New { .. } => Ok(TestStarted {
-                workflow_id: workflow.id,
-                tracking_id,
+            created_at: draft.at,
+            origin: Some(Origin {
+                decision_id: draft.id,
+                trigger_id: None,
+                event: None,
             }),
-            other => {
-                tracing::error!(outcome = ?other, "a test execution was not created");
-                Err(ApiError::new(
-                    Kind::Internal,
-                    "internal",
-                    format!("unexpected creation outcome {other:?}"),
-                ))
-            }
-        }
+        };
+        Ok(execution)
     }
 
     /// `conversation_id` of the body: a conversation of the project.

@@ -1,5 +1,5 @@
 //! The data plane's HTTP port: the platform API (`platform`: the API trigger, executions,
-//! test runs; `conversations`), Meta's webhook (`webhook`), `/healthz`, `/readyz` and
+//! test runs; `conversations`; `decisions`), Meta's webhook (`webhook`), `/healthz`, `/readyz` and
 //! `/metrics`, served by `serve`.
 //!
 //! One way through for every request: the port's [`layers`] (tracing, request metrics — add
@@ -11,6 +11,7 @@
 //! (docs/benchmarks.md). Both ways run the same handler and give the same answers.
 
 mod conversations;
+mod decisions;
 mod metrics;
 pub mod platform;
 pub mod serve;
@@ -53,6 +54,7 @@ pub fn app(
     whatsapp: crate::whatsapp::WhatsApp,
 ) -> Arc<App> {
     let conversations = conversations::routes(platform.platform.clone());
+    let decisions = decisions::routes(platform.platform.clone());
     let platform = Arc::new(platform);
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -61,6 +63,7 @@ pub fn app(
         .with_state(AppState { slot, metrics })
         .merge(webhook::routes(whatsapp))
         .merge(conversations)
+        .merge(decisions)
         .merge(platform::routes(platform.clone()))
         // The router's only layer: every other one wraps the whole dispatch (`layers`).
         .layer(metrics::ExposeRoute);

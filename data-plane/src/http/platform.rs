@@ -415,6 +415,7 @@ pub fn execution_json(e: &Execution) -> Value {
         "started_at": rfc3339_ms(e.created_at),
         "ended_at": e.status.is_final().then(|| rfc3339_ms(e.updated_at)),
         "last_event_at": rfc3339_ms(e.last_event_at),
+        "routing_decision_id": e.decision_id.map(|id| id.to_string()),
         "execution_context": context,
         "events": e.events.iter().map(|ev| parse(ev)).collect::<Vec<_>>(),
     })

@@ -205,6 +205,8 @@ pub struct InboundMessage {
     pub delivery: String,
     /// The agent inbox entry under rule (d), JSON (may hold the placeholder).
     pub inbox: String,
+    /// The routing decision, completed with the rule that matched.
+    pub decision: super::Draft,
 }
 
 /// Where DESIGN §7's routing sent a message: the [`Rule`] that matched, with the
@@ -269,6 +271,8 @@ pub struct InboundStatus {
     pub placeholder: Placeholder,
     /// The event execution to start.
     pub on_status: Option<NewExecution>,
+    /// The routing decision.
+    pub decision: super::Draft,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 //! {prefix}:{x<shard>}:s:<wamid>                hash: status of an outbound message (8 days)
 //! {prefix}:{x<shard>}:inbox                    stream: messages for the AI agents
 //! {prefix}:{x<shard>}:r:<runner>               stream: messages for executions a runner holds
+//! {prefix}:{x<shard>}:d:<project>              sorted set (lex): routing decisions, "<id> <JSON>"
 //! ```
 //!
 //! Conversation ids are made like tracking ids, so they carry the shard too. The WhatsApp
@@ -130,6 +131,10 @@ impl Keys {
             shard_of_project(project_id),
             format_args!("w:{workflow_id}"),
         )
+    }
+
+    pub fn decisions(&self, project_id: &Uuid) -> String {
+        self.key(shard_of_project(project_id), format_args!("d:{project_id}"))
     }
 
     pub fn waiting(&self, shard: u8) -> String {

@@ -2,8 +2,9 @@
 //! streams runners claim from, the API trigger's idempotency keys and burst counters, and
 //! the WhatsApp state (conversations, processed messages, statuses, the agent inbox).
 //!
-//! The interface is three traits, one per concern — [`Executions`], [`Claims`],
-//! [`Conversations`] — and [`Store`], a handle to a backend implementing all three. Two
+//! The interface is four traits, one per concern — [`Executions`], [`Claims`],
+//! [`Conversations`], [`Decisions`] — and [`Store`], a handle to a backend implementing
+//! them all. Two
 //! backends, each depending on this interface only: [`redis`] (production; every write is
 //! one Lua script or MULTI/EXEC, atomic, the scripts in `redis/scripts/`) and [`memory`]
 //! (`--redis-url memory`, for `switchboard dev`; one mutex). Both pass the same behaviour
@@ -11,11 +12,13 @@
 //!
 //! Shared by both: statuses and their transitions ([`status`]), the key layout and its
 //! shards ([`keys`]), the events recorded on executions ([`events`]), the types of claims
-//! ([`claims`]) and of the WhatsApp state ([`conversations`]), and the rules that route an
-//! inbound message ([`rules`]).
+//! ([`claims`]) and of the WhatsApp state ([`conversations`]), the rules that route an
+//! inbound message ([`rules`]), and the routing decisions recorded with every write that
+//! routes ([`decisions`]).
 
 pub mod claims;
 pub mod conversations;
+pub mod decisions;
 pub mod events;
 pub mod keys;
 mod memory;
@@ -28,6 +31,7 @@ pub use conversations::{
     Applied, Apply, Binding, Conversation, ConversationPage, ConversationQuery, EndConversation,
     EndOutcome, Joined, MessageState, OnConflict,
 };
+pub use decisions::{Decision, DecisionLimits, DecisionPage, DecisionQuery, Draft, Origin};
 pub use status::Status;
 
 use std::fmt;
@@ -65,6 +69,9 @@ pub struct NewExecution {
     pub context: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The decision that starts it, and its trigger (`None` for executions the store's
+    /// callers make without one, as benches do).
+    pub origin: Option<Origin>,
 }
 
 /// What must hold, atomically with the creation, for it to happen.
@@ -77,6 +84,8 @@ pub struct Admission {
     /// The conversation the execution joins, and what to do when another execution holds
     /// it (DESIGN §12).
     pub conversation: Option<Binding>,
+    /// The routing decision, completed and recorded with the outcome (DESIGN §13).
+    pub decision: Option<Draft>,
 }
 
 /// The result of [`Executions::create`].
@@ -124,12 +133,14 @@ pub struct Execution {
     /// When its newest event happened, else when it was created (Kapso's `last_event_at`);
     /// set in lists too.
     pub last_event_at: i64,
+    /// The routing decision that started it (DESIGN §13).
+    pub decision_id: Option<Uuid>,
 }
 
 /// The result of [`Executions::set_status`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
-    Done(Execution),
+    Done(Box<Execution>),
     NotFound,
     Invalid { from: Status },
 }
@@ -144,12 +155,14 @@ pub struct Resume {
     /// The `resumed` event ([`events::resumed`]).
     pub event: String,
     pub at: i64,
+    /// The routing decision, recorded with the outcome.
+    pub decision: Option<Draft>,
 }
 
 /// The result of [`Executions::resume`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resumed {
-    Done(Execution),
+    Done(Box<Execution>),
     NotFound,
     NotWaiting { status: Status },
 }
@@ -310,6 +323,21 @@ pub trait Conversations: Send + Sync {
     async fn inbox(&self, shard: u8) -> Result<Vec<(Uuid, String)>, StoreError>;
 }
 
+/// Routing decisions (DESIGN §13, [`decisions`]). Those of writes are recorded by the
+/// writes themselves; these are the rest.
+#[async_trait::async_trait]
+pub trait Decisions: Send + Sync {
+    /// Records a decision that has no effect to be atomic with: a refusal taken before the
+    /// store was asked.
+    async fn record_decision(&self, decision: &Decision) -> Result<(), StoreError>;
+
+    /// A page of a project's decisions, newest first, within the retention.
+    async fn decisions(&self, query: &DecisionQuery) -> Result<DecisionPage, StoreError>;
+
+    /// One decision of `project_id`'s.
+    async fn decision(&self, project_id: Uuid, id: Uuid) -> Result<Option<Decision>, StoreError>;
+}
+
 /// Which backend a [`Store`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -317,9 +345,9 @@ pub enum Kind {
     Memory,
 }
 
-/// A backend: all three parts of the interface.
+/// A backend: every part of the interface.
 #[async_trait::async_trait]
-pub trait Backend: Executions + Claims + Conversations + fmt::Debug {
+pub trait Backend: Executions + Claims + Conversations + Decisions + fmt::Debug {
     fn kind(&self) -> Kind;
 
     /// Whether the backend answers (Redis: `PING`).
@@ -334,11 +362,17 @@ pub struct Store(Arc<dyn Backend>);
 impl Store {
     /// Opens the store named by `--redis-url` (`memory` or a Redis URL). Redis is connected
     /// lazily and reconnects by itself: a data plane starts while Redis is down.
-    pub fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
+    /// Executions are kept `retention` after they are created, decisions by `decisions`.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        retention: Duration,
+        decisions: DecisionLimits,
+    ) -> Result<Self, StoreError> {
         Ok(Store(if url == "memory" {
-            Arc::new(memory::MemoryStore::new(retention))
+            Arc::new(memory::MemoryStore::new(retention, decisions))
         } else {
-            Arc::new(redis::RedisStore::open(url, prefix, retention)?)
+            Arc::new(redis::RedisStore::open(url, prefix, retention, decisions)?)
         }))
     }
 }

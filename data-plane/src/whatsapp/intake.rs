@@ -1,6 +1,7 @@
 //! A webhook POST, from bytes to stored effects: signature → parse → plan → apply. The POST
 //! is answered 200 only after the store applied every update (DESIGN §7).
 
+use super::unrouted::Reason;
 use super::{WhatsApp, payload, planning, signature};
 use crate::store::conversations::{Apply, MessageOutcome, Route, StatusOutcome};
 use crate::store::rules::Rule;
@@ -83,11 +84,6 @@ impl Counters {
     }
 }
 
-/// An update skipped without an effect, by why.
-fn ignored(reason: &'static str) {
-    metrics::counter!("switchboard_webhook_ignored_total", "reason" => reason).increment(1);
-}
-
 impl WhatsApp {
     /// A webhook POST: checks the signature over the raw bytes, applies every update.
     pub async fn ingest(
@@ -107,18 +103,20 @@ impl WhatsApp {
         }
         let parsed = payload::parse(body).map_err(IngestError::InvalidJson)?;
         let mut report = Report::default();
+        let at = crate::time::now_ms();
+        let unrouted = &self.unrouted;
         if !parsed.known_object {
-            ignored("object");
+            unrouted.record(Reason::Object, None, parsed.object.as_deref(), at);
             report.ignored = 1;
             return Ok(report);
         }
-        for reason in &parsed.ignored {
-            ignored(reason);
+        for skipped in &parsed.ignored {
+            let detail = skipped.detail.as_deref();
+            unrouted.record(skipped.reason, skipped.phone_number_id, detail, at);
         }
         report.ignored = parsed.ignored.len();
         // Without a table nothing can be routed: 503, and Meta delivers it again later.
         let table = self.slot.table().ok_or(IngestError::NotReady)?;
-        let at = crate::time::now_ms();
         let mut messages = Vec::new();
         let mut statuses = Vec::new();
         let mut order = Vec::with_capacity(parsed.updates.len());
@@ -128,7 +126,7 @@ impl WhatsApp {
                 Update::Status(s) => s.metadata.phone_number_id,
             };
             let Some(number) = table.number(pnid) else {
-                ignored("number");
+                unrouted.record(Reason::Number, Some(pnid), None, at);
                 report.ignored += 1;
                 continue;
             };

@@ -8,7 +8,7 @@
 //! plans applied by the store as one ordered pipeline in which each update is atomic and
 //! idempotent; where a message goes is decided by the store, by the rules of
 //! `store::rules`. [`lifecycle`] ends conversations: after inactivity (the sweep) or on
-//! request.
+//! request. Updates that match no project are kept by [`unrouted`].
 
 pub mod context;
 pub mod intake;
@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod payload;
 pub(crate) mod planning;
 pub mod signature;
+pub mod unrouted;
 
 pub use intake::{IngestError, Report, WEBHOOK_BODY_LIMIT};
 pub use lifecycle::Lifecycle;
@@ -32,6 +33,7 @@ pub struct WhatsApp {
     app_secret: Option<Arc<str>>,
     verify_token: Option<Arc<str>>,
     counters: Arc<intake::Counters>,
+    unrouted: Arc<unrouted::Unrouted>,
 }
 
 impl std::fmt::Debug for WhatsApp {
@@ -53,7 +55,13 @@ impl WhatsApp {
             app_secret: app_secret.filter(|s| !s.is_empty()).map(Into::into),
             verify_token: verify_token.filter(|s| !s.is_empty()).map(Into::into),
             counters: Arc::new(intake::Counters::new()),
+            unrouted: Arc::new(unrouted::Unrouted::new()),
         }
+    }
+
+    /// The node's record of updates that matched no project.
+    pub fn unrouted(&self) -> Arc<unrouted::Unrouted> {
+        self.unrouted.clone()
     }
 
     /// The GET handshake: the challenge when mode and token match, else `None` (403).

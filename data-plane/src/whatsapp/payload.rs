@@ -7,6 +7,7 @@
 //! error (400); a malformed *update* inside a well-formed envelope is skipped and counted,
 //! so one odd element never makes Meta retry the whole batch.
 
+use super::unrouted::Reason;
 use crate::store::conversations::Customer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,10 +29,31 @@ pub struct PayloadError(String);
 pub struct Parsed<'a> {
     /// `false` when `object` is not [`OBJECT`]: the whole body is ignored.
     pub known_object: bool,
+    /// The envelope's `object`.
+    pub object: Option<Cow<'a, str>>,
     pub updates: Vec<Update<'a>>,
     /// Elements skipped: changes of another `field`, statuses Switchboard does not act on
     /// (`played`, …), updates missing what routing needs.
-    pub ignored: Vec<&'static str>,
+    pub ignored: Vec<Skipped<'a>>,
+}
+
+/// An element of a webhook body skipped, and what is known of it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Skipped<'a> {
+    pub reason: Reason,
+    pub phone_number_id: Option<&'a str>,
+    /// The field or status named, when that is the reason.
+    pub detail: Option<Cow<'a, str>>,
+}
+
+impl<'a> Skipped<'a> {
+    fn new(reason: Reason, phone_number_id: Option<&'a str>) -> Self {
+        Self {
+            reason,
+            phone_number_id,
+            detail: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -376,6 +398,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
         serde_json::from_slice(body).map_err(|e| PayloadError(e.to_string()))?;
     let mut parsed = Parsed {
         known_object: envelope.object.as_deref() == Some(OBJECT),
+        object: envelope.object,
         updates: Vec::new(),
         ignored: Vec::new(),
     };
@@ -388,11 +411,14 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
     };
     for change in entries.into_iter().flat_map(|e| e.changes) {
         if change.field.as_deref().is_some_and(|f| f != "messages") {
-            parsed.ignored.push("field");
+            parsed.ignored.push(Skipped {
+                detail: change.field,
+                ..Skipped::new(Reason::Field, None)
+            });
             continue;
         }
         let Some(value) = change.value else {
-            parsed.ignored.push("malformed");
+            parsed.ignored.push(Skipped::new(Reason::Malformed, None));
             continue;
         };
         let Some(metadata) = value.metadata.and_then(|raw| {
@@ -402,9 +428,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
                 raw,
             })
         }) else {
-            parsed.ignored.push("malformed");
+            parsed.ignored.push(Skipped::new(Reason::Malformed, None));
             continue;
         };
+        let pnid = Some(metadata.phone_number_id);
         let contacts: Vec<Contact<'_>> = value
             .contacts
             .iter()
@@ -413,7 +440,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
         for raw in value.messages {
             match parse_message(raw, metadata, &contacts) {
                 Some(message) => parsed.updates.push(Update::Message(message)),
-                None => parsed.ignored.push("malformed"),
+                None => parsed.ignored.push(Skipped::new(Reason::Malformed, pnid)),
             }
         }
         for raw in value.statuses {
@@ -421,12 +448,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
                 .ok()
                 .filter(|head| usable_id(&head.id))
             else {
-                parsed.ignored.push("malformed");
+                parsed.ignored.push(Skipped::new(Reason::Malformed, pnid));
                 continue;
             };
             let Some(recipient) = sender(head.recipient_id, head.recipient_user_id, &contacts)
             else {
-                parsed.ignored.push("malformed");
+                parsed.ignored.push(Skipped::new(Reason::Malformed, pnid));
                 continue;
             };
             match Delivery::parse(&head.status) {
@@ -437,7 +464,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
                     recipient,
                     raw,
                 })),
-                None => parsed.ignored.push("status"),
+                None => parsed.ignored.push(Skipped {
+                    detail: Some(head.status),
+                    ..Skipped::new(Reason::Status, pnid)
+                }),
             }
         }
     }
@@ -545,7 +575,11 @@ mod tests {
             {"field":"account_update","value":{"metadata":{"phone_number_id":"1"}}}]}]}"#;
         let parsed = parse(body).expect("parses");
         assert_eq!(parsed.updates.len(), 1);
-        assert_eq!(parsed.ignored, vec!["status", "malformed", "field"]);
+        let reasons: Vec<Reason> = parsed.ignored.iter().map(|s| s.reason).collect();
+        assert_eq!(reasons, [Reason::Status, Reason::Malformed, Reason::Field]);
+        assert_eq!(parsed.ignored[0].detail.as_deref(), Some("played"));
+        assert_eq!(parsed.ignored[0].phone_number_id, Some("1"));
+        assert_eq!(parsed.ignored[2].detail.as_deref(), Some("account_update"));
     }
 
     #[test]

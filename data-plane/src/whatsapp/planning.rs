@@ -7,27 +7,31 @@
 use super::context::{self, Common, ConversationRef, EventMessage, Who};
 use super::payload;
 use crate::observer;
+use crate::routing::table::Trigger;
 use crate::routing::{Number, RoutingTable};
 use crate::store::conversations::{
     Conversation, EndConversation, InboundMessage, InboundStatus, Placeholder,
 };
+use crate::store::decisions::Source;
 use crate::store::events::{self, MessageSummary};
-use crate::store::{NewExecution, keys};
+use crate::store::{Draft, NewExecution, Origin, keys};
 use serde_json::json;
 use switchboard_proto::wire::{EventType, TriggerType};
 use uuid::Uuid;
 
-/// A new execution of a WhatsApp trigger of `number`'s project: a tracking id, the
-/// context `context` builds for it, the mode of its trigger type.
+/// A new execution of `trigger` of `number`'s project, started by the decision
+/// `decision_id` (`None`: no routing decision starts it, the end of a conversation): a tracking id, the context `context` builds for it, the mode of its
+/// trigger type.
 fn execution(
     number: &Number,
-    workflow_id: Uuid,
-    trigger_type: TriggerType,
+    trigger: &Trigger,
+    decision_id: Option<Uuid>,
     customer: (Who<'_>, ConversationRef<'_>),
     at: i64,
     context: impl FnOnce(&Common<'_>) -> String,
 ) -> NewExecution {
     let (customer, conversation) = customer;
+    let (workflow_id, trigger_type) = (trigger.workflow_id, trigger.trigger_type());
     let tracking_id = keys::new_tracking_id(&number.project_id);
     let common = Common {
         tracking_id,
@@ -47,6 +51,11 @@ fn execution(
         conversation_id: Some(conversation.id_string()),
         context: context(&common),
         created_at: at,
+        origin: decision_id.map(|decision_id| Origin {
+            decision_id,
+            trigger_id: Some(trigger.id),
+            event: trigger.event,
+        }),
     }
 }
 
@@ -55,19 +64,34 @@ fn on_event(
     table: &RoutingTable,
     number: &Number,
     event: EventType,
-    customer: (Who<'_>, ConversationRef<'_>),
+    (decision_id, customer): (Option<Uuid>, (Who<'_>, ConversationRef<'_>)),
     at: i64,
     context: impl FnOnce(&Common<'_>) -> String,
 ) -> Option<NewExecution> {
     let trigger = table.event_trigger(event, number)?;
     Some(execution(
         number,
-        trigger.workflow_id,
-        TriggerType::WhatsappEvent,
+        trigger,
+        decision_id,
         customer,
         at,
         context,
     ))
+}
+
+/// The draft of the decision on a webhook update of `number` from or to `customer`.
+fn draft(
+    number: &Number,
+    phone_number_id: &str,
+    message_id: &str,
+    customer: &str,
+    at: i64,
+) -> Draft {
+    let mut draft = Draft::new(number.project_id, Source::Webhook, at);
+    draft.phone_number_id = Some(phone_number_id.to_owned());
+    draft.message_id = Some(message_id.to_owned());
+    draft.from = Some(customer.to_owned());
+    draft
 }
 
 /// An entry of the agent inbox.
@@ -104,6 +128,8 @@ pub(super) fn message(
         user_id: m.from.user_id.as_deref(),
         username: m.from.username.as_deref(),
     };
+    let from = m.from.customer();
+    let decision = draft(number, m.metadata.phone_number_id, &m.id, from.key(), at);
     let customer = (who, ConversationRef::Pending(&placeholder));
     let message = EventMessage {
         id: &m.id,
@@ -112,24 +138,26 @@ pub(super) fn message(
         text: (!m.text.is_empty()).then_some(m.text.as_str()),
     };
     let event = |event: EventType, with_message: bool| {
-        on_event(table, number, event, customer, at, |common| {
-            let payload = context::payload(m.raw.get(), m.metadata.raw.get());
-            context::whatsapp_event(common, event, payload, with_message.then_some(&message))
-        })
+        on_event(
+            table,
+            number,
+            event,
+            (Some(decision.id), customer),
+            at,
+            |common| {
+                let payload = context::payload(m.raw.get(), m.metadata.raw.get());
+                context::whatsapp_event(common, event, payload, with_message.then_some(&message))
+            },
+        )
     };
     let on_created = event(EventType::ConversationCreated, false);
     let on_received = event(EventType::MessageReceived, true);
     let trigger = table
         .message_trigger(number.whatsapp_config_id)
         .map(|trigger| {
-            execution(
-                number,
-                trigger.workflow_id,
-                TriggerType::InboundMessage,
-                customer,
-                at,
-                |common| context::inbound_message(common, m.contact_name.as_deref(), &m.text),
-            )
+            execution(number, trigger, Some(decision.id), customer, at, |common| {
+                context::inbound_message(common, m.contact_name.as_deref(), &m.text)
+            })
         });
     let summary = MessageSummary {
         id: &m.id,
@@ -151,7 +179,7 @@ pub(super) fn message(
         project_id: number.project_id,
         whatsapp_config_id: number.whatsapp_config_id,
         phone_number_id: m.metadata.phone_number_id.to_owned(),
-        customer: m.from.customer(),
+        customer: from,
         message_id: m.id.clone().into_owned(),
         last_message: to_json(&summary),
         last_user_input: m.text.clone(),
@@ -163,6 +191,7 @@ pub(super) fn message(
         delivery: events::message_received(&summary, at),
         inbox,
         placeholder,
+        decision,
     }
 }
 
@@ -181,56 +210,80 @@ pub(super) fn status(
         user_id: s.recipient.user_id.as_deref(),
         username: s.recipient.username.as_deref(),
     };
+    let recipient = s.recipient.customer();
+    let decision = draft(
+        number,
+        s.metadata.phone_number_id,
+        &s.id,
+        recipient.key(),
+        at,
+    );
     let customer = (who, ConversationRef::Pending(&placeholder));
-    let on_status = on_event(table, number, event, customer, at, |common| {
-        let message = EventMessage {
-            id: &s.id,
-            kind: None,
-            status: s.status.as_str(),
-            text: None,
-        };
-        let payload = context::payload(s.raw.get(), s.metadata.raw.get());
-        context::whatsapp_event(common, event, payload, Some(&message))
-    });
+    let on_status = on_event(
+        table,
+        number,
+        event,
+        (Some(decision.id), customer),
+        at,
+        |common| {
+            let message = EventMessage {
+                id: &s.id,
+                kind: None,
+                status: s.status.as_str(),
+                text: None,
+            };
+            let payload = context::payload(s.raw.get(), s.metadata.raw.get());
+            context::whatsapp_event(common, event, payload, Some(&message))
+        },
+    );
     InboundStatus {
         project_id: number.project_id,
         whatsapp_config_id: number.whatsapp_config_id,
         phone_number_id: s.metadata.phone_number_id.to_owned(),
-        customer: s.recipient.customer(),
+        customer: recipient,
         message_id: s.id.clone().into_owned(),
         status: s.status.as_str(),
         rank: s.status.rank(),
         at,
         placeholder,
         on_status,
+        decision,
     }
 }
 
 /// The `whatsapp.conversation.created` execution, when a trigger listens, of the
 /// conversation the API-trigger execution `tracking_id` opens with `customer` on `number`
-/// (DESIGN §12). Its conversation id is `placeholder`'s, filled by the store.
+/// (DESIGN §12), started by the call's decision `decision_id`. Its conversation id is
+/// `placeholder`'s, filled by the store.
 pub(crate) fn api_conversation(
     table: &RoutingTable,
     number: &Number,
     customer: Who<'_>,
     placeholder: &Placeholder,
-    tracking_id: Uuid,
+    (tracking_id, decision_id): (Uuid, Uuid),
     at: i64,
 ) -> Option<NewExecution> {
     let event = EventType::ConversationCreated;
     let customer = (customer, ConversationRef::Pending(placeholder));
-    on_event(table, number, event, customer, at, |common| {
-        let payload = json!({
-            "origin": TriggerType::ApiCall.as_str(),
-            "tracking_id": tracking_id.to_string(),
-            "conversation_id": placeholder.id(),
-            "metadata": {
-                "phone_number_id": number.phone_number_id.to_string(),
-                "display_phone_number": &*number.display_phone_number,
-            },
-        });
-        context::whatsapp_event(common, event, payload, None)
-    })
+    on_event(
+        table,
+        number,
+        event,
+        (Some(decision_id), customer),
+        at,
+        |common| {
+            let payload = json!({
+                "origin": TriggerType::ApiCall.as_str(),
+                "tracking_id": tracking_id.to_string(),
+                "conversation_id": placeholder.id(),
+                "metadata": {
+                    "phone_number_id": number.phone_number_id.to_string(),
+                    "display_phone_number": &*number.display_phone_number,
+                },
+            });
+            context::whatsapp_event(common, event, payload, None)
+        },
+    )
 }
 
 /// Ending a conversation, with its `whatsapp.conversation.ended` execution when a trigger
@@ -252,7 +305,8 @@ pub(super) fn end(
         .filter(|n| n.project_id == conversation.project_id)
         .and_then(|number| {
             let customer = (Who::of(conversation), ended);
-            on_event(table, number, event, customer, at, |common| {
+            // No routing decision: the end of a conversation is the node's own act.
+            on_event(table, number, event, (None, customer), at, |common| {
                 let payload = json!({
                     "reason": reason,
                     "conversation_id": conversation.id.to_string(),

@@ -573,6 +573,7 @@ async fn every_bad_request_gets_its_status_code_and_field_and_writes_nothing() -
             "",
         ),
     ];
+    let mut recorded = 0;
     for (workflow, key, body, status, code, field) in cases {
         let label = format!("{workflow} {code} {}", &body[..body.len().min(80)]);
         let reply = s.api.send(s.api.start_raw(workflow, key, body)).await?;
@@ -584,6 +585,40 @@ async fn every_bad_request_gets_its_status_code_and_field_and_writes_nothing() -
                 .as_str()
                 .is_some_and(|m| !m.is_empty())
         );
+        // Each refusal of a known key is a routing decision naming why (DESIGN §13); an
+        // unknown key has no project to record one in, and a body over the limit is
+        // refused by the HTTP edge while it is read, before the key is looked at.
+        let decisions = s
+            .api
+            .get("/platform/v1/routing_decisions?limit=100", k)
+            .await?;
+        let data = decisions.body["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if status == 401 || status == 413 {
+            assert_eq!(data.len(), recorded, "{label}: {data:?}");
+            continue;
+        }
+        recorded += 1;
+        assert_eq!(data.len(), recorded, "{label}: {data:?}");
+        let d = &data[0];
+        let (reason, detail) = match code {
+            "workflow_not_found" => ("workflow_not_found", Value::Null),
+            "workflow_inactive" => ("workflow_draft", Value::Null),
+            "trigger_inactive" => ("trigger_inactive", Value::Null),
+            _ if field.is_empty() => ("invalid_request", json!(code)),
+            _ => ("invalid_request", json!(field)),
+        };
+        assert_eq!(
+            (&d["source"], &d["outcome"], &d["reason"], &d["detail"]),
+            (&json!("api"), &json!("refused"), &json!(reason), &detail),
+            "{label}: {d}"
+        );
+        assert_eq!(d["execution_id"], Value::Null, "{label}: {d}");
+        if uuid::Uuid::parse_str(workflow).is_ok() {
+            assert_eq!(d["workflow_id"], json!(workflow), "{label}: {d}");
+        }
     }
     // Both ids naming different numbers.
     let second = switchboard_tests::platform::meta_id();
@@ -613,8 +648,13 @@ async fn every_bad_request_gets_its_status_code_and_field_and_writes_nothing() -
         .await?;
     assert_eq!(reply.status, 401);
 
-    // Nothing was written by any refusal.
-    assert_eq!(s.redis.keys()?, Vec::<String>::new());
+    // No refusal wrote anything but its routing decision.
+    let keys = s.redis.keys()?;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].contains(&format!(":d:{}", tenant.project_id)),
+        "{keys:?}"
+    );
     Ok(())
 }
 

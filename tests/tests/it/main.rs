@@ -8,6 +8,7 @@ mod browser;
 mod catalog;
 mod cli;
 mod console;
+mod decisions;
 mod dev;
 mod paging;
 mod routing;

@@ -171,3 +171,63 @@ async fn the_data_plane_counts_requests_by_route_template() -> anyhow::Result<()
     dp.kill().await?;
     cp.stop().await
 }
+
+/// A webhook for a number no project has is answered 200 (Meta must not retry it), counted
+/// by reason in `/metrics` and logged at WARN with its `phone_number_id` — at most once a
+/// second per reason, however many arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrouted_updates_are_counted_and_warned_at_most_once_a_second() -> anyhow::Result<()> {
+    use switchboard_tests::bench::{data_plane_command, free_port, wait_http};
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::fresh(Backend::Sqlite).await?;
+    let cp = ControlPlane::start(&db.url).await?;
+    let state = tempfile::tempdir()?;
+    let http = free_port()?;
+    let mut dp = data_plane_command(
+        &cp.grpc_url,
+        "unrouted-dp",
+        (http, free_port()?),
+        state.path(),
+    )?
+    .args(["--redis-url", "memory"])
+    .env(
+        "SWITCHBOARD_META_APP_SECRET",
+        switchboard_tests::META_APP_SECRET,
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()?;
+    wait_http(http, "/readyz").await?;
+    let meta = switchboard_tests::whatsapp::Meta::new(&format!("http://{http}"));
+    let started = std::time::Instant::now();
+    let posts = 20;
+    for n in 0..posts {
+        let body = switchboard_tests::whatsapp::text_message(
+            "999000111222333",
+            "15550107777",
+            &format!("wamid.UNR{n}"),
+            "hello",
+        );
+        assert_eq!(meta.post(&body).await?.status, 200);
+    }
+    let elapsed = started.elapsed().as_secs();
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let line = format!("switchboard_webhook_ignored_total{{reason=\"number\"}} {posts}");
+    assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    dp.kill().await?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = dp.stderr.take() {
+        pipe.read_to_string(&mut stderr).await?;
+    }
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("matches no project") && l.contains("999000111222333"))
+        .count();
+    assert!(
+        (1..=1 + elapsed as usize).contains(&warned),
+        "{warned} WARN lines for {posts} updates in {elapsed} s:\n{stderr}"
+    );
+    cp.stop().await
+}

@@ -5,8 +5,10 @@ use std::time::Duration;
 use switchboard_data_plane::store::conversations::{
     Apply, Customer, InboundMessage, MessageOutcome, Placeholder, Route,
 };
+use switchboard_data_plane::store::decisions::{Outcome, Source, reason};
 use switchboard_data_plane::store::{
-    Admission, Applied, Created, ListQuery, NewExecution, Status, Store, Transition, keys, rules,
+    Admission, Applied, Created, DecisionLimits, DecisionQuery, Draft, ListQuery, NewExecution,
+    Origin, Status, Store, Transition, keys, rules,
 };
 use switchboard_proto::wire::TriggerType;
 use switchboard_tests::TestRedis;
@@ -36,6 +38,8 @@ both_stores!(
     lists_are_newest_first_paged_filtered_and_per_workflow,
     records_expire_after_the_retention,
     inbound_messages_follow_the_routing_rules_case_by_case,
+    decisions_are_recorded_with_their_effect_once_per_duplicate_capped_and_per_project,
+    refused_admissions_record_their_reason_and_write_nothing_else,
 );
 
 enum Kind<'a> {
@@ -44,9 +48,17 @@ enum Kind<'a> {
 }
 
 fn open(kind: &Kind<'_>, retention: Duration) -> anyhow::Result<Store> {
+    open_with(kind, retention, DecisionLimits::default())
+}
+
+fn open_with(
+    kind: &Kind<'_>,
+    retention: Duration,
+    decisions: DecisionLimits,
+) -> anyhow::Result<Store> {
     Ok(match kind {
-        Kind::Redis(r) => Store::open(&r.url, &r.prefix, retention)?,
-        Kind::Memory => Store::open("memory", "unused", retention)?,
+        Kind::Redis(r) => Store::open(&r.url, &r.prefix, retention, decisions)?,
+        Kind::Memory => Store::open("memory", "unused", retention, decisions)?,
     })
 }
 
@@ -65,6 +77,7 @@ fn execution(project: Uuid, workflow: Uuid, created_at: i64) -> NewExecution {
         conversation_id: None,
         context: format!(r#"{{"system":{{"created":{created_at}}}}}"#),
         created_at,
+        origin: None,
     }
 }
 
@@ -370,12 +383,17 @@ fn inbound(project: Uuid, workflow: Uuid, customer: &str, trigger: bool) -> Inbo
     let at = now_ms();
     let placeholder = Placeholder::new();
     let conversation = Some(placeholder.id().to_owned());
+    let message_id = format!("wamid.{}", Uuid::now_v7());
+    let mut decision = Draft::new(project, Source::Webhook, at);
+    decision.phone_number_id = Some("106540352242922".into());
+    decision.message_id = Some(message_id.clone());
+    decision.from = Some(customer.into());
     InboundMessage {
         project_id: project,
         whatsapp_config_id: 1,
         phone_number_id: "106540352242922".into(),
         customer: Customer::by_phone(customer),
-        message_id: format!("wamid.{}", Uuid::now_v7()),
+        message_id,
         last_message: r#"{"id":"m","type":"text","text":"hi"}"#.into(),
         last_user_input: "hi".into(),
         at,
@@ -385,13 +403,22 @@ fn inbound(project: Uuid, workflow: Uuid, customer: &str, trigger: bool) -> Inbo
         trigger: trigger.then(|| NewExecution {
             trigger_type: TriggerType::InboundMessage,
             conversation_id: conversation,
+            origin: Some(Origin {
+                decision_id: decision.id,
+                trigger_id: Some(TRIGGER),
+                event: None,
+            }),
             ..execution(project, workflow, at)
         }),
         delivery: r#"{"type":"message_received"}"#.into(),
         inbox: format!(r#"{{"conversation_id":"{}"}}"#, placeholder.id()),
         placeholder,
+        decision,
     }
 }
+
+/// The message trigger of [`inbound`]'s executions.
+const TRIGGER: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_7777);
 
 async fn route_of(store: &Store, message: &InboundMessage) -> anyhow::Result<Route> {
     match store.apply(&[Apply::Message(message)]).await?.as_slice() {
@@ -445,5 +472,180 @@ async fn inbound_messages_follow_the_routing_rules_case_by_case(
             }
         }
     }
+    Ok(())
+}
+
+fn decisions_of(project: Uuid, limit: usize) -> DecisionQuery {
+    DecisionQuery {
+        project_id: project,
+        limit,
+        ..DecisionQuery::default()
+    }
+}
+
+/// A message's decision is written with its effect and links to the execution it started;
+/// a flood of redeliveries adds one `duplicate`; the cap keeps the newest; another project
+/// sees none of it; pages follow one another without gaps or repeats.
+async fn decisions_are_recorded_with_their_effect_once_per_duplicate_capped_and_per_project(
+    kind: Kind<'_>,
+) -> anyhow::Result<()> {
+    let cap = 30;
+    let limits = DecisionLimits {
+        cap,
+        ..DecisionLimits::default()
+    };
+    let store = open_with(&kind, Duration::from_secs(3600), limits)?;
+    let (project, other, workflow) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let first = inbound(project, workflow, "15550001111", true);
+    let Route::Started(started) = route_of(&store, &first).await? else {
+        anyhow::bail!("the message trigger did not start");
+    };
+    let page = store.decisions(&decisions_of(project, 10)).await?;
+    let [d] = page.decisions.as_slice() else {
+        anyhow::bail!("one decision expected: {page:?}");
+    };
+    assert_eq!(d.id, first.decision.id);
+    assert_eq!(d.outcome, Outcome::Started);
+    assert_eq!(
+        (d.trigger_id, d.workflow_id, d.execution_id),
+        (Some(TRIGGER), Some(workflow), Some(started))
+    );
+    assert_eq!(d.message_id.as_deref(), Some(first.message_id.as_str()));
+    assert_eq!(d.from.as_deref(), Some("15550001111"));
+    assert!(d.conversation_id.is_some(), "{d:?}");
+    let execution = store.get(started).await?.expect("the execution");
+    assert_eq!(execution.decision_id, Some(d.id));
+    assert_eq!(store.decision(project, d.id).await?.as_ref(), Some(d));
+    assert_eq!(store.decision(other, d.id).await?, None);
+    assert!(
+        store
+            .decisions(&decisions_of(other, 10))
+            .await?
+            .decisions
+            .is_empty()
+    );
+
+    // 200 redeliveries (each planned anew, as the webhook does): one `duplicate`, naming
+    // the first's conversation.
+    for _ in 0..200 {
+        let mut again = first.clone();
+        again.decision.id = keys::new_tracking_id(&project);
+        store.apply(&[Apply::Message(&again)]).await?;
+    }
+    let page = store.decisions(&decisions_of(project, 100)).await?;
+    assert_eq!(page.decisions.len(), 2, "{page:?}");
+    let duplicate = &page.decisions[0];
+    assert_eq!(duplicate.outcome, Outcome::Duplicate);
+    assert_eq!(duplicate.reason.as_deref(), Some(reason::ALREADY_PROCESSED));
+    assert_eq!(duplicate.conversation_id, d.conversation_id);
+
+    // Past the cap the oldest go; the newest `cap` stay, newest first.
+    let mut ids = Vec::new();
+    for i in 0..(cap + 10) {
+        let m = inbound(project, workflow, &format!("1555100{i:04}"), false);
+        route_of(&store, &m).await?;
+        ids.push(m.decision.id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut query = decisions_of(project, 7);
+    loop {
+        let page = store.decisions(&query).await?;
+        seen.extend(page.decisions.iter().map(|d| d.id));
+        match page.after {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids[..cap], "pages of 7 over the capped set");
+    let inbox = store
+        .decisions(&DecisionQuery {
+            outcome: Some(Outcome::Inbox),
+            message_id: None,
+            ..decisions_of(project, 100)
+        })
+        .await?;
+    assert_eq!(inbox.decisions.len(), cap);
+    assert!(
+        inbox
+            .decisions
+            .iter()
+            .all(|d| d.reason.as_deref() == Some(reason::NO_TRIGGER))
+    );
+    Ok(())
+}
+
+/// An admission refused by the store records its decision and nothing else; a replay
+/// names the original execution.
+async fn refused_admissions_record_their_reason_and_write_nothing_else(
+    kind: Kind<'_>,
+) -> anyhow::Result<()> {
+    let store = open(&kind, Duration::from_secs(3600))?;
+    let (project, workflow) = (Uuid::now_v7(), Uuid::now_v7());
+    let draft = |workflow| {
+        let mut d = Draft::new(project, Source::Api, now_ms());
+        d.workflow_id = Some(workflow);
+        d
+    };
+    let admission = |key: &str, request: &str, draft: Draft| Admission {
+        idempotency: Some((key.to_owned(), request.to_owned())),
+        burst: Some((Uuid::nil(), 1)),
+        conversation: None,
+        decision: Some(draft),
+    };
+    let first = execution(project, workflow, now_ms());
+    let d1 = draft(workflow);
+    assert!(matches!(
+        store
+            .create(&first, &admission("k", "r", d1.clone()))
+            .await?,
+        Created::New { .. }
+    ));
+    // The same second as the first: its burst counter.
+    let replay = execution(project, workflow, first.created_at);
+    let d2 = draft(workflow);
+    store
+        .create(&replay, &admission("k", "r", d2.clone()))
+        .await?;
+    let d3 = draft(workflow);
+    store
+        .create(&replay, &admission("k", "other", d3.clone()))
+        .await?;
+    let d4 = draft(workflow);
+    let limited = store
+        .create(&replay, &admission("k2", "r", d4.clone()))
+        .await?;
+    assert_eq!(limited, Created::RateLimited);
+    assert_eq!(store.get(replay.id).await?, None, "nothing written");
+    let page = store.decisions(&decisions_of(project, 10)).await?;
+    let got: Vec<_> = page
+        .decisions
+        .iter()
+        .map(|d| (d.id, d.outcome, d.reason.as_deref(), d.execution_id))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (d4.id, Outcome::Refused, Some(reason::RATE_LIMITED), None),
+            (
+                d3.id,
+                Outcome::Refused,
+                Some(reason::IDEMPOTENCY_KEY_REUSED),
+                None
+            ),
+            (
+                d2.id,
+                Outcome::Duplicate,
+                Some(reason::IDEMPOTENT_REPLAY),
+                Some(first.id)
+            ),
+            (d1.id, Outcome::Started, None, Some(first.id)),
+        ]
+    );
+    assert!(
+        page.decisions
+            .iter()
+            .all(|d| d.workflow_id == Some(workflow))
+    );
     Ok(())
 }

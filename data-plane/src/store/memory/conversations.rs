@@ -1,12 +1,14 @@
 //! The WhatsApp state of the memory store: the same steps as the Redis scripts `message`,
 //! `status`, `end` and `join`, under the store's one mutex.
 
-use super::{Inner, MemoryStore};
+use super::decisions::fired;
+use super::{Inner, MemoryStore, Seen};
 use crate::store::conversations::{
     Applied, Apply, Binding, Conversation, ConversationPage, ConversationQuery, ConversationStatus,
     EndConversation, EndOutcome, InboundMessage, InboundStatus, Joined, MessageOutcome,
     MessageState, Route, SEEN_WINDOW_MS, StatusOutcome,
 };
+use crate::store::decisions::{Outcome, reason};
 use crate::store::keys::shard_of_project;
 use crate::store::rules::{self, Rule};
 use crate::store::{Conversations, NewExecution, Numbered, Status, StoreError, events};
@@ -20,13 +22,23 @@ impl MemoryStore {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.sweep(wall);
+        let limits = self.decision_limits;
         let seen_key = (m.project_id, m.message_id.clone());
-        if inner
+        if let Some(seen) = inner
             .whatsapp
             .seen
-            .get(&seen_key)
-            .is_some_and(|x| *x > wall)
+            .get_mut(&seen_key)
+            .filter(|s| s.expires > wall)
         {
+            // Its first redelivery is recorded; a flood of them adds nothing more.
+            if !seen.duplicate {
+                seen.duplicate = true;
+                let mut d = m
+                    .decision
+                    .decide(Outcome::Duplicate, Some(reason::ALREADY_PROCESSED));
+                d.conversation_id = Some(seen.conversation);
+                inner.decide(d, limits);
+            }
             return MessageOutcome::Duplicate;
         }
         let active = inner
@@ -107,10 +119,38 @@ impl MemoryStore {
                 Route::Inbox
             }
         };
-        inner
-            .whatsapp
-            .seen
-            .insert(seen_key, wall.saturating_add(SEEN_WINDOW_MS));
+        inner.whatsapp.seen.insert(
+            seen_key,
+            Seen {
+                conversation: cid,
+                duplicate: false,
+                expires: wall.saturating_add(SEEN_WINDOW_MS),
+            },
+        );
+        let mut d = match (route, &m.trigger) {
+            (Route::Started(_), Some(e)) => m.decision.decide(Outcome::Started, None).concerning(e),
+            (Route::Handoff(id), _) => {
+                let mut d = m.decision.decide(Outcome::Handoff, Some(reason::HANDOFF));
+                d.execution_id = Some(id);
+                d
+            }
+            (Route::Delivered(id), _) => {
+                let mut d = m
+                    .decision
+                    .decide(Outcome::Delivered, Some(reason::EXECUTION_ACTIVE));
+                d.execution_id = Some(id);
+                d
+            }
+            _ => m.decision.decide(Outcome::Inbox, Some(reason::NO_TRIGGER)),
+        };
+        d.conversation_id = Some(cid);
+        let on_created = m.on_created.as_ref().filter(|_| created);
+        d.events = on_created
+            .into_iter()
+            .chain(&m.on_received)
+            .filter_map(fired)
+            .collect();
+        inner.decide(d, limits);
         MessageOutcome::Applied {
             conversation_id: cid,
             conversation_created: created,
@@ -125,32 +165,39 @@ impl MemoryStore {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.sweep(wall);
+        let limits = self.decision_limits;
         let key = (s.project_id, s.message_id.clone());
         let entry = inner
             .whatsapp
             .statuses
             .entry(key)
             .and_modify(|e| {
-                if e.3 <= wall {
+                if e.expires <= wall {
                     *e = Default::default();
                 }
             })
             .or_default();
-        if entry.2.contains(s.status) {
+        if entry.seen.contains(s.status) {
+            if entry.duplicates.insert(s.status) {
+                let d = s
+                    .decision
+                    .decide(Outcome::Duplicate, Some(reason::ALREADY_PROCESSED));
+                inner.decide(d, limits);
+            }
             return StatusOutcome::Duplicate;
         }
-        if s.rank > entry.1 {
-            entry.1 = s.rank;
-            entry.0.status = s.status.to_owned();
-            entry.0.updated_at = s.at;
+        if s.rank > entry.rank {
+            entry.rank = s.rank;
+            entry.state.status = s.status.to_owned();
+            entry.state.updated_at = s.at;
         }
-        entry.0.id = s.message_id.clone();
-        entry.0.project_id = s.project_id;
-        entry.0.recipient = s.customer.key().to_owned();
-        entry.0.phone_number_id = s.phone_number_id.clone();
-        entry.2.insert(s.status);
-        entry.3 = wall.saturating_add(SEEN_WINDOW_MS);
-        let current = entry.0.status.clone();
+        entry.state.id = s.message_id.clone();
+        entry.state.project_id = s.project_id;
+        entry.state.recipient = s.customer.key().to_owned();
+        entry.state.phone_number_id = s.phone_number_id.clone();
+        entry.seen.insert(s.status);
+        entry.expires = wall.saturating_add(SEEN_WINDOW_MS);
+        let current = entry.state.status.clone();
         let conversation = inner
             .whatsapp
             .latest_of(s.whatsapp_config_id, &s.customer, wall)
@@ -170,6 +217,18 @@ impl MemoryStore {
             );
             e.id
         });
+        let mut d = match &s.on_status {
+            Some(e) => {
+                let mut d = s.decision.decide(Outcome::Started, None).concerning(e);
+                d.events = fired(e).into_iter().collect();
+                d
+            }
+            None => s
+                .decision
+                .decide(Outcome::Ignored, Some(reason::NO_TRIGGER)),
+        };
+        d.conversation_id = conversation.map(|(id, _)| id);
+        inner.decide(d, limits);
         StatusOutcome::Applied { current, started }
     }
 }
@@ -408,8 +467,8 @@ impl Conversations for MemoryStore {
             .whatsapp
             .statuses
             .get(&(*project_id, message_id.to_owned()))
-            .filter(|e| e.3 > wall)
-            .map(|e| e.0.clone()))
+            .filter(|e| e.expires > wall)
+            .map(|e| e.state.clone()))
     }
 
     async fn record_sent(&self, sent: &MessageState) -> Result<(), StoreError> {
@@ -420,10 +479,10 @@ impl Conversations for MemoryStore {
             .statuses
             .entry((sent.project_id, sent.id.clone()))
             .or_default();
-        if entry.1 == 0 {
-            entry.0 = sent.clone();
+        if entry.rank == 0 {
+            entry.state = sent.clone();
         }
-        entry.3 = expires;
+        entry.expires = expires;
         Ok(())
     }
 

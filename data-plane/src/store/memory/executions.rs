@@ -1,6 +1,8 @@
 //! Executions in the memory store (see [`crate::store::Executions`]).
 
-use super::{MemoryStore, shown};
+use super::decisions::fired;
+use super::{Inner, MemoryStore, shown};
+use crate::store::decisions::{Outcome, reason};
 use crate::store::{
     Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
     Numbered, OnConflict, Page, Resume, Resumed, Status, StoreError, Transition, events,
@@ -12,20 +14,43 @@ use uuid::Uuid;
 impl Executions for MemoryStore {
     async fn create(&self, e: &NewExecution, admission: &Admission) -> Result<Created, StoreError> {
         let now = now_ms();
+        let limits = self.decision_limits;
         let mut inner = self.lock();
         inner.sweep(now);
+        // A refusal's decision, recorded under the same lock.
+        let refuse = |inner: &mut Inner, created: Created| {
+            if let Some(draft) = &admission.decision {
+                let (outcome, reason, execution) = match created {
+                    Created::Replayed { tracking_id } => (
+                        Outcome::Duplicate,
+                        reason::IDEMPOTENT_REPLAY,
+                        Some(tracking_id),
+                    ),
+                    Created::ConversationBusy { holder } => {
+                        (Outcome::Refused, reason::CONVERSATION_BUSY, Some(holder))
+                    }
+                    Created::RateLimited => (Outcome::Refused, reason::RATE_LIMITED, None),
+                    _ => (Outcome::Refused, reason::IDEMPOTENCY_KEY_REUSED, None),
+                };
+                let mut d = draft.decide(outcome, Some(reason));
+                d.execution_id = execution;
+                inner.decide(d, limits);
+            }
+            Ok(created)
+        };
         if let Some((key, request)) = &admission.idempotency {
             let slot = (e.project_id, key.clone());
             if let Some((seen, tracking_id, expires)) = inner.idempotency.get(&slot)
                 && *expires > now
             {
-                return Ok(if seen == request {
+                let created = if seen == request {
                     Created::Replayed {
                         tracking_id: *tracking_id,
                     }
                 } else {
                     Created::IdempotencyKeyReused
-                });
+                };
+                return refuse(&mut inner, created);
             }
         }
         let binding = admission.conversation.as_ref();
@@ -33,7 +58,7 @@ impl Executions for MemoryStore {
         if let (Some(holder), Some(b)) = (holder, binding)
             && b.on_conflict == OnConflict::Fail
         {
-            return Ok(Created::ConversationBusy { holder });
+            return refuse(&mut inner, Created::ConversationBusy { holder });
         }
         let mut burst_remaining = None;
         if let Some((key_id, limit)) = admission.burst {
@@ -43,7 +68,7 @@ impl Executions for MemoryStore {
                 .or_insert(0);
             *count += 1;
             if *count > limit {
-                return Ok(Created::RateLimited);
+                return refuse(&mut inner, Created::RateLimited);
             }
             burst_remaining = Some(limit - *count);
         }
@@ -66,6 +91,20 @@ impl Executions for MemoryStore {
                 (e.project_id, key.clone()),
                 (request.clone(), e.id, expires),
             );
+        }
+        if let Some(draft) = &admission.decision {
+            let mut d = draft.decide(Outcome::Started, None).concerning(e);
+            if let Some(joined) = &joined {
+                d.conversation_id = Some(joined.conversation_id);
+                d.superseded = joined.superseded;
+                let created = binding.and_then(|b| b.on_created.as_ref());
+                d.events = created
+                    .filter(|c| joined.started == Some(c.id))
+                    .and_then(fired)
+                    .into_iter()
+                    .collect();
+            }
+            inner.decide(d, limits);
         }
         Ok(Created::New {
             burst_remaining,
@@ -153,7 +192,7 @@ impl Executions for MemoryStore {
         execution.status = to;
         execution.updated_at = now;
         execution.events.push(events::status_changed(from, to, now));
-        Ok(Transition::Done(shown(execution)))
+        Ok(Transition::Done(Box::new(shown(execution))))
     }
 
     async fn resume(&self, id: Uuid, resume: &Resume) -> Result<Resumed, StoreError> {
@@ -163,10 +202,20 @@ impl Executions for MemoryStore {
         let Some((execution, _)) = inner.records.get_mut(&id).filter(|(_, x)| *x > wall) else {
             return Ok(Resumed::NotFound);
         };
-        if execution.status != Status::Waiting {
-            return Ok(Resumed::NotWaiting {
-                status: execution.status,
-            });
+        let status = execution.status;
+        if let Some(draft) = &resume.decision {
+            let mut d = match status {
+                Status::Waiting => draft.decide(Outcome::Delivered, None),
+                _ => draft.decide(Outcome::Refused, Some(reason::NOT_WAITING)),
+            };
+            d.execution_id = Some(id);
+            inner.decide(d, self.decision_limits);
+        }
+        let Some((execution, _)) = inner.records.get_mut(&id) else {
+            return Ok(Resumed::NotFound);
+        };
+        if status != Status::Waiting {
+            return Ok(Resumed::NotWaiting { status });
         }
         execution.status = Status::Running;
         execution.updated_at = resume.at;
@@ -182,7 +231,7 @@ impl Executions for MemoryStore {
         execution.events.push(resume.event.clone());
         let resumed = shown(execution);
         inner.tell_runner(id, resume.event.clone());
-        Ok(Resumed::Done(resumed))
+        Ok(Resumed::Done(Box::new(resumed)))
     }
 
     async fn dispatched(&self, shard: u8) -> Result<Vec<Uuid>, StoreError> {

@@ -1,17 +1,20 @@
 //! The in-process store selected by `--redis-url memory`: for `switchboard dev` only (one
 //! node, nothing survives a restart). Same behaviour as the Redis store, including
 //! retention, the idempotency window and burst counters; one mutex makes every operation
-//! atomic. This file holds the state and its sweep; `executions`, `claims` and
-//! `conversations` the operations on it.
+//! atomic. This file holds the state and its sweep; `executions`, `claims`,
+//! `conversations` and `decisions` the operations on it.
 
 mod claims;
 mod conversations;
+mod decisions;
 mod executions;
 
 use super::conversations::{Conversation, ConversationStatus, Customer, MessageState};
 use super::keys::shard_of_project;
-use super::{Backend, Execution, Kind, NewExecution, Status, StoreError, events};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use super::{
+    Backend, Decision, DecisionLimits, Execution, Kind, NewExecution, Status, StoreError, events,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
@@ -35,12 +38,15 @@ struct Inner {
     swept_at: i64,
     /// WhatsApp state (see `conversations`).
     whatsapp: WhatsApp,
+    /// project → routing decisions by id (see `decisions`).
+    decisions: HashMap<Uuid, BTreeMap<Uuid, Decision>>,
 }
 
 #[derive(Default)]
 pub(super) struct MemoryStore {
     inner: Mutex<Inner>,
     retention_ms: i64,
+    decision_limits: DecisionLimits,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -50,10 +56,11 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    pub(super) fn new(retention: Duration) -> Self {
+    pub(super) fn new(retention: Duration, decision_limits: DecisionLimits) -> Self {
         Self {
             inner: Mutex::default(),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            decision_limits,
         }
     }
 
@@ -110,6 +117,7 @@ impl Inner {
             variables: Default::default(),
             events: Vec::new(),
             last_event_at: e.created_at,
+            decision_id: e.origin.as_ref().map(|o| o.decision_id),
         };
         self.records
             .insert(e.id, (execution, now.saturating_add(retention_ms)));
@@ -160,18 +168,36 @@ struct Lease {
     attempts: u32,
 }
 
-/// An outbound message: its state, the rank of its status, the statuses seen, expiry.
-type Outbound = (MessageState, u8, HashSet<&'static str>, i64);
+/// An outbound message.
+#[derive(Default)]
+struct Outbound {
+    state: MessageState,
+    /// The rank of its status.
+    rank: u8,
+    /// The statuses seen.
+    seen: HashSet<&'static str>,
+    /// The statuses whose redelivery was recorded as a duplicate decision.
+    duplicates: HashSet<&'static str>,
+    expires: i64,
+}
+
+/// A processed inbound message.
+struct Seen {
+    conversation: Uuid,
+    /// Whether a redelivery was recorded as a duplicate decision.
+    duplicate: bool,
+    expires: i64,
+}
 
 #[derive(Default)]
 struct WhatsApp {
-    /// (project, message id) → expires at.
-    seen: HashMap<(Uuid, String), i64>,
+    /// (project, message id) → the message processed.
+    seen: HashMap<(Uuid, String), Seen>,
     /// id → (conversation, expires at).
     conversations: HashMap<Uuid, (Conversation, i64)>,
     /// (config id, wa_id or BSUID) → the customer's latest conversation.
     latest: HashMap<(i64, String), Uuid>,
-    /// (project, message id) → (state, rank, statuses seen, expires at).
+    /// (project, message id) → its outbound message.
     statuses: HashMap<(Uuid, String), Outbound>,
     /// (conversation, message JSON), oldest first.
     inbox: HashMap<u8, Vec<(Uuid, String)>>,
@@ -179,11 +205,11 @@ struct WhatsApp {
 
 impl WhatsApp {
     fn sweep(&mut self, now: i64) {
-        self.seen.retain(|_, expires| *expires > now);
+        self.seen.retain(|_, seen| seen.expires > now);
         self.conversations.retain(|_, (_, expires)| *expires > now);
         let conversations = &self.conversations;
         self.latest.retain(|_, id| conversations.contains_key(id));
-        self.statuses.retain(|_, (_, _, _, expires)| *expires > now);
+        self.statuses.retain(|_, outbound| outbound.expires > now);
     }
 
     fn live(&self, id: &Uuid, now: i64) -> Option<&Conversation> {

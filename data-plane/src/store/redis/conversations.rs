@@ -58,7 +58,10 @@ impl RedisStore {
         let scripts = &self.scripts;
         let mut cmd = Self::evalsha(
             &scripts.message,
-            self.keys.seen_message(&m.project_id, &m.message_id),
+            [
+                self.keys.seen_message(&m.project_id, &m.message_id),
+                self.keys.decisions(&m.project_id),
+            ],
         );
         self.common(&mut cmd, &m.project_id, m.at, m.placeholder.id());
         cmd.arg(m.project_id.to_string())
@@ -84,6 +87,7 @@ impl RedisStore {
             .filter_map(|(role, e)| e.map(|e| (role, e)))
             .collect();
         cmd.arg(Self::executions(&present, Some(&m.placeholder))?);
+        cmd.arg(self.decision_block(Some(&m.decision), &present)?);
         Ok(cmd)
     }
 
@@ -91,7 +95,10 @@ impl RedisStore {
         let scripts = &self.scripts;
         let mut cmd = Self::evalsha(
             &scripts.status,
-            self.keys.message_status(&s.project_id, &s.message_id),
+            [
+                self.keys.message_status(&s.project_id, &s.message_id),
+                self.keys.decisions(&s.project_id),
+            ],
         );
         self.common(&mut cmd, &s.project_id, s.at, s.placeholder.id());
         cmd.arg(s.project_id.to_string())
@@ -105,6 +112,7 @@ impl RedisStore {
         let present: Vec<(&str, &NewExecution)> =
             s.on_status.iter().map(|e| ("status", e)).collect();
         cmd.arg(Self::executions(&present, Some(&s.placeholder))?);
+        cmd.arg(self.decision_block(Some(&s.decision), &present)?);
         Ok(cmd)
     }
 }
@@ -125,7 +133,8 @@ impl RedisStore {
         let mut invocation = self.scripts.join.prepare_invoke();
         invocation
             .key(&checks.idempotency_key)
-            .key(&checks.burst_key);
+            .key(&checks.burst_key)
+            .key(self.keys.decisions(&e.project_id));
         let retention = self.retention_ms;
         invocation
             .arg(self.keys.base(shard_of_project(&e.project_id)))
@@ -144,7 +153,8 @@ impl RedisStore {
             .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
             .arg(checks.limit)
             .arg(binding.customer.user_id.as_deref().unwrap_or_default())
-            .arg(Self::executions(&roles, Some(p))?);
+            .arg(Self::executions(&roles, Some(p))?)
+            .arg(self.decision_block(admission.decision.as_ref(), &roles)?);
         let mut connection = self.connection();
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
         let bad = || corrupt("join", &reply);
@@ -203,7 +213,7 @@ impl Conversations for RedisStore {
     }
 
     async fn end_conversation(&self, end: &EndConversation) -> Result<EndOutcome, StoreError> {
-        let mut cmd = Self::evalsha(&self.scripts.end, self.keys.conversation(&end.id));
+        let mut cmd = Self::evalsha(&self.scripts.end, [self.keys.conversation(&end.id)]);
         let retention = self.retention_ms;
         cmd.arg(self.keys.base(shard_of_execution(&end.id)))
             .arg(end.at)

@@ -3,6 +3,7 @@
 //! a conversation, in `conversations.rs`); a status change is the `set_status` script, a resume the `resume` script.
 
 use super::{RedisStore, int, text};
+use crate::store::decisions::Outcome;
 use crate::store::keys::{SHARDS, first_id_at, shard_of_execution, shard_of_project};
 use crate::store::{
     Admission, Created, Execution, Executions, IDEMPOTENCY_WINDOW, ListQuery, NewExecution,
@@ -56,8 +57,8 @@ impl Executions for RedisStore {
             // Nothing to check: the writes alone, as one transaction. No `.ignore()`: it
             // records each ignored index in a fresh hash set per call, and a server error
             // of any command fails the call either way.
-            redis::pipe()
-                .atomic()
+            let mut pipe = redis::pipe();
+            pipe.atomic()
                 .cmd("HSET")
                 .arg(&record)
                 .arg("status")
@@ -84,9 +85,12 @@ impl Executions for RedisStore {
                         ("workflow", workflow),
                         ("trigger_type", e.trigger_type.as_str()),
                     ],
-                )
-                .query_async::<()>(&mut connection)
-                .await?;
+                );
+            if let Some(draft) = &admission.decision {
+                let decision = draft.decide(Outcome::Started, None).concerning(e);
+                self.add_decision(&mut pipe, &decision)?;
+            }
+            pipe.query_async::<()>(&mut connection).await?;
             return Ok(Created::New {
                 burst_remaining: None,
                 joined: None,
@@ -103,6 +107,7 @@ impl Executions for RedisStore {
             .key(&dispatch)
             .key(idempotency_key)
             .key(burst_key)
+            .key(keys.decisions(&e.project_id))
             .arg(id)
             .arg(project)
             .arg(workflow)
@@ -114,7 +119,8 @@ impl Executions for RedisStore {
             .arg(request)
             .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
             .arg(limit)
-            .arg(&keep_from[1..]);
+            .arg(&keep_from[1..])
+            .arg(self.decision_block(admission.decision.as_ref(), &[("api", e)])?);
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
         let corrupt = || StoreError::Corrupt(format!("create returned {reply:?}"));
         match reply.first().and_then(int) {
@@ -304,7 +310,7 @@ impl Executions for RedisStore {
                 Ok(Transition::Invalid { from })
             }
             Some(2) => match self.get(id).await? {
-                Some(execution) => Ok(Transition::Done(execution)),
+                Some(execution) => Ok(Transition::Done(Box::new(execution))),
                 None => Ok(Transition::NotFound),
             },
             _ => Err(StoreError::Corrupt(format!(
@@ -318,15 +324,21 @@ impl Executions for RedisStore {
         invocation
             .key(self.keys.record(&id))
             .key(self.keys.events(&id))
+            .key(match &resume.decision {
+                Some(draft) => self.keys.decisions(&draft.project_id),
+                None => self.keys.record(&id),
+            })
             .arg(self.keys.base(shard_of_execution(&id)))
             .arg(id.to_string())
             .arg(resume.at)
             .arg(&resume.event)
             .arg(resume.input.as_deref().map_or("0", |_| "1"))
-            .arg(resume.input.as_deref().unwrap_or_default());
+            .arg(resume.input.as_deref().unwrap_or_default())
+            .arg(resume.variables.len());
         for (name, value) in &resume.variables {
             invocation.arg(name).arg(value);
         }
+        invocation.arg(self.decision_block(resume.decision.as_ref(), &[])?);
         let mut connection = self.connection();
         let reply: Vec<Value> = invocation.invoke_async(&mut connection).await?;
         match reply.first().and_then(int) {
@@ -340,7 +352,7 @@ impl Executions for RedisStore {
                 Ok(Resumed::NotWaiting { status })
             }
             Some(2) => match self.get(id).await? {
-                Some(execution) => Ok(Resumed::Done(execution)),
+                Some(execution) => Ok(Resumed::Done(Box::new(execution))),
                 None => Ok(Resumed::NotFound),
             },
             _ => Err(StoreError::Corrupt(format!("resume returned {reply:?}"))),
@@ -529,6 +541,8 @@ struct Meta {
     conversation_id: Option<String>,
     #[serde(rename = "at")]
     created_at: i64,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    decision: Option<Uuid>,
 }
 
 /// The `meta` field of a new record.
@@ -541,6 +555,7 @@ pub(super) fn meta_json(e: &NewExecution) -> Result<String, StoreError> {
         observer_mode: e.observer_mode,
         conversation_id: e.conversation_id.clone(),
         created_at: e.created_at,
+        decision: e.origin.as_ref().map(|o| o.decision_id),
     })
     .map_err(|err| StoreError::Corrupt(err.to_string()))
 }
@@ -583,5 +598,6 @@ pub(super) fn parse_record(
             .collect(),
         last_event_at: events::last_event_at(events.last().map(String::as_str), meta.created_at),
         events,
+        decision_id: meta.decision,
     })
 }

@@ -9,10 +9,11 @@
 
 mod claims;
 mod conversations;
+mod decisions;
 mod executions;
 
 use super::keys::Keys;
-use super::{Backend, Kind, StoreError};
+use super::{Backend, DecisionLimits, Kind, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use std::collections::HashSet;
@@ -20,10 +21,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The WhatsApp scripts share a prelude (helpers and the creation of executions).
+/// The WhatsApp scripts share a prelude (helpers and the creation of executions) and the
+/// recording of decisions.
 macro_rules! with_prelude {
     ($file:literal) => {
-        concat!(include_str!("scripts/prelude.lua"), include_str!($file))
+        concat!(
+            include_str!("scripts/prelude.lua"),
+            include_str!("scripts/decision.lua"),
+            include_str!($file)
+        )
     };
 }
 
@@ -34,6 +40,7 @@ const STATUS: &str = with_prelude!("scripts/status.lua");
 const END: &str = with_prelude!("scripts/end.lua");
 const JOIN: &str = concat!(
     include_str!("scripts/prelude.lua"),
+    include_str!("scripts/decision.lua"),
     include_str!("scripts/admission.lua"),
     include_str!("scripts/join.lua")
 );
@@ -56,6 +63,7 @@ impl Scripts {
     fn new() -> Self {
         Self {
             create: Script::new(concat!(
+                include_str!("scripts/decision.lua"),
                 include_str!("scripts/admission.lua"),
                 include_str!("scripts/create.lua")
             )),
@@ -66,7 +74,10 @@ impl Scripts {
             status: Script::new(STATUS),
             end: Script::new(END),
             join: Script::new(JOIN),
-            resume: Script::new(include_str!("scripts/resume.lua")),
+            resume: Script::new(concat!(
+                include_str!("scripts/decision.lua"),
+                include_str!("scripts/resume.lua")
+            )),
             timeout: Script::new(include_str!("scripts/timeout.lua")),
         }
     }
@@ -76,6 +87,7 @@ pub(super) struct RedisStore {
     connection: ConnectionManager,
     keys: Keys,
     retention_ms: i64,
+    decision_limits: DecisionLimits,
     scripts: Scripts,
     /// Consumer groups known to exist on every dispatch stream.
     groups: Mutex<HashSet<String>>,
@@ -90,7 +102,12 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    pub(super) fn open(url: &str, prefix: &str, retention: Duration) -> Result<Self, StoreError> {
+    pub(super) fn open(
+        url: &str,
+        prefix: &str,
+        retention: Duration,
+        decision_limits: DecisionLimits,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -103,6 +120,7 @@ impl RedisStore {
             connection,
             keys: Keys::new(prefix),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            decision_limits,
             scripts: Scripts::new(),
             groups: Mutex::default(),
         })
@@ -112,10 +130,10 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    /// `EVALSHA <script> 1 <key>`, arguments to follow.
-    fn evalsha(script: &Script, key: String) -> redis::Cmd {
+    /// `EVALSHA <script> <n> <keys…>`, arguments to follow.
+    fn evalsha<const N: usize>(script: &Script, keys: [String; N]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(1).arg(key);
+        cmd.arg(script.get_hash()).arg(N).arg(&keys[..]);
         cmd
     }
 

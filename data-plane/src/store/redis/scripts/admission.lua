@@ -21,3 +21,16 @@ local function burst(key, limit)
   if count > limit then return nil end
   return limit - count
 end
+-- Records the decision of an admission refused with `reply` (`replay`'s, {3} over the
+-- burst limit, {4, holder} busy): a replay is a duplicate of the original execution.
+local function refuse(key, d, reply)
+  if reply[1] == 1 then
+    decide(key, d, 'duplicate', 'idempotent_replay', {member('execution_id', reply[2])})
+  elseif reply[1] == 2 then
+    decide(key, d, 'refused', 'idempotency_key_reused', {})
+  elseif reply[1] == 3 then
+    decide(key, d, 'refused', 'rate_limited', {})
+  else
+    decide(key, d, 'refused', 'conversation_busy', {member('execution_id', reply[2])})
+  end
+end

@@ -2,11 +2,11 @@
 -- An API-trigger execution that joins the conversation of (number, customer) (DESIGN §12),
 -- with the admission checks of `create.lua`.
 -- KEYS[1]: the idempotency key, KEYS[2]: the burst counter (each the record's key when
--- unused). ARGV[6..]: project, config id, customer key (wa_id, else BSUID), phone (''
+-- unused), KEYS[3]: the project's decisions. ARGV[6..]: project, config id, customer key (wa_id, else BSUID), phone (''
 -- unknown), Meta phone_number_id, new conversation id, on_conflict (`end_existing` |
 -- `fail`), request hash ('' without an Idempotency-Key), idempotency window ms, burst limit
--- (0: none), the customer's BSUID ('' unknown), then the executions (roles `api`,
--- `created`).
+-- (0: none), the customer's BSUID ('' unknown), the executions (roles `api`,
+-- `created`), then the decision block.
 -- Checks idempotency, then whether an intercepting execution holds the conversation (rules
 -- (a) and (b) of `store/rules.rs`: handoff, pending, running, waiting), then the burst
 -- limit; every check precedes the first write. Then the conversation (the active one, else
@@ -17,8 +17,13 @@
 -- {4, holder} busy.
 local project, config, customer = ARGV[6], ARGV[7], ARGV[8]
 local request = ARGV[13]
+local roles, after = roles_at(17)
+local d = decision_at(after)
 local replayed = replay(KEYS[1], request)
-if replayed then return replayed end
+if replayed then
+  refuse(KEYS[3], d, replayed)
+  return replayed
+end
 local uid = ARGV[16]
 local cid, conv, pointer = find(config, customer, uid)
 local holder = false
@@ -32,10 +37,15 @@ if cid then
     end
   end
 end
-if holder and ARGV[12] == 'fail' then return {4, holder} end
+if holder and ARGV[12] == 'fail' then
+  refuse(KEYS[3], d, {4, holder})
+  return {4, holder}
+end
 local remaining = burst(KEYS[2], ARGV[15])
-if not remaining then return {3} end
-local roles = roles_at(17)
+if not remaining then
+  refuse(KEYS[3], d, {3})
+  return {3}
+end
 local id = ARGV[roles.api + 1]
 local list = base .. 'cl:' .. project
 local created = 0
@@ -80,4 +90,7 @@ end
 if request ~= '' then
   redis.call('SET', KEYS[1], request .. ' ' .. id, 'PX', ARGV[14])
 end
+local extra = {member('conversation_id', cid), d.fields.api}
+if holder then extra[3] = '"superseded":"' .. holder .. '"' end
+decide(KEYS[3], d, 'started', nil, extra, created == 1 and {'created'} or {})
 return {0, remaining, cid, created, holder or '', started}

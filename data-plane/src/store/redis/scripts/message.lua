@@ -1,16 +1,26 @@
 
 -- An inbound message (DESIGN §7 steps 1-4, in order; the seen mark is written last).
--- KEYS[1]: the message's seen mark. ARGV[6..]: project, config id, customer key (wa_id,
--- else BSUID), phone ('' unknown), Meta phone_number_id, new conversation id, last
--- message, last user input, delivery event, seen window, the inbox entry (template), the
--- customer's BSUID and username ('' unknown), then the executions (roles `created`,
--- `received`, `trigger`). Step 4 follows the rules of `store/rules.rs`, case for case.
+-- KEYS[1]: the message's seen mark (its conversation id, '+' appended once a redelivery
+-- was recorded), KEYS[2]: the project's decisions. ARGV[6..]: project, config id, customer
+-- key (wa_id, else BSUID), phone ('' unknown), Meta phone_number_id, new conversation id,
+-- last message, last user input, delivery event, seen window, the inbox entry (template),
+-- the customer's BSUID and username ('' unknown), the executions (roles `created`,
+-- `received`, `trigger`), then the decision block. Step 4 follows the rules of
+-- `store/rules.rs`, case for case; the decision says which matched.
 local project = ARGV[6]
 local list = base .. 'cl:' .. project
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local who = skip(16)
 local uid, uname = ARGV[who], ARGV[who + 1]
-local roles = roles_at(who + 2)
+local roles, after = roles_at(who + 2)
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  if #seen == 36 then
+    redis.call('APPEND', KEYS[1], '+')
+    decide(KEYS[2], decision_at(after), 'duplicate', 'already_processed',
+      {member('conversation_id', seen)})
+  end
+  return {0}
+end
 local cid, conv, pointer = find(ARGV[7], ARGV[8], uid)
 local created = 0
 if cid then
@@ -77,4 +87,15 @@ if route == 'inbox' then
   end
 end
 redis.call('SET', KEYS[1], cid, 'PX', ARGV[15])
+local d = decision_at(after)
+local extra, reason = {member('conversation_id', cid)}, nil
+if route == 'started' then
+  extra[2] = d.fields.trigger
+elseif route == 'inbox' then
+  reason = 'no_trigger'
+else
+  reason = route == 'handoff' and 'handoff' or 'execution_active'
+  extra[2] = member('execution_id', target)
+end
+decide(KEYS[2], d, route, reason, extra, created == 1 and {'created', 'received'} or {'received'})
 return {1, cid, created, route, target, unpack(started)}

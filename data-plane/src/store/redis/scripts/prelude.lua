@@ -26,7 +26,7 @@ end
 local function skip(o)
   return o + 2 * tonumber(ARGV[o])
 end
--- Offsets of the executions at ARGV[first], by role.
+-- Offsets of the executions at ARGV[first], by role, and the offset after them.
 local function roles_at(first)
   local roles = {}
   local o = first + 1
@@ -34,7 +34,7 @@ local function roles_at(first)
     roles[ARGV[o]] = o
     o = skip(skip(o + 4))
   end
-  return roles
+  return roles, o
 end
 -- The active conversation of a customer of number `config`: by the pointer of `key` (the
 -- phone number's digits, else the BSUID), else by that of `uid` (their BSUID, when known
