@@ -63,6 +63,65 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(Audit),
+    /// Why workflows did or did not start: routing decisions and unrouted updates, read
+    /// from a data plane (DESIGN §13).
+    #[command(subcommand)]
+    Decisions(Decisions),
+}
+
+/// Where a data plane's `Executions` gRPC service is.
+#[derive(Args, Debug)]
+pub struct DataPlaneGrpc {
+    /// A data plane's gRPC address.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATA_PLANE_GRPC",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub data_plane_grpc: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Decisions {
+    /// A project's routing decisions, newest first (the project of the API key).
+    List {
+        #[command(flatten)]
+        data_plane: DataPlaneGrpc,
+        /// An API key of the project.
+        #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+        api_key: String,
+        #[arg(long)]
+        phone_number_id: Option<String>,
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long)]
+        message_id: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        /// started, delivered, handoff, inbox, duplicate, ignored or refused.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// 1-100 (default 20).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The cursor printed after the previous page.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Webhook updates of no project that this data plane received, newest first.
+    Unrouted {
+        #[command(flatten)]
+        data_plane: DataPlaneGrpc,
+        /// The nodes' token (`--node-token` of the data plane).
+        #[arg(long, env = "SWITCHBOARD_NODE_TOKEN", hide_env_values = true)]
+        node_token: String,
+        /// object, field, malformed, status or number.
+        #[arg(long)]
+        reason: Option<String>,
+        /// 1-1000 (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -107,7 +107,7 @@ pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, Failure> 
 }
 
 /// What a command prints.
-enum Printed {
+pub(crate) enum Printed {
     One(Value, Vec<String>, &'static [&'static str]),
     Many(Value, Vec<Vec<String>>, &'static [&'static str]),
     Deleted(String),
@@ -118,7 +118,7 @@ fn one<T: Show>(item: &T) -> Printed {
     Printed::One(item.json(), item.row(), T::HEADERS)
 }
 
-fn many<T: Show>(items: &[T]) -> Printed {
+pub(crate) fn many<T: Show>(items: &[T]) -> Printed {
     Printed::Many(
         Value::Array(items.iter().map(Show::json).collect()),
         items.iter().map(Show::row).collect(),
@@ -316,8 +316,8 @@ pub async fn run(cli: args::Cli) -> Result<(), Failure> {
             .revoke_api_key(pb::RevokeApiKeyRequest { api_key_id: key })
             .await?
             .into_inner()),
-        Command::Dev(_) => {
-            return Err(Failure::Usage("dev is not an admin call".into()));
+        Command::Dev(_) | Command::Decisions(_) => {
+            return Err(Failure::Usage("not an admin call".into()));
         }
         Command::Nodes(args::Nodes::List) => many(
             &c.list_nodes(pb::ListNodesRequest {})
@@ -339,7 +339,7 @@ pub async fn run(cli: args::Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print(output: Output, printed: Printed) {
+pub(crate) fn print(output: Output, printed: Printed) {
     match (output, printed) {
         (Output::Json, Printed::One(value, ..) | Printed::Many(value, ..))
         | (Output::Json, Printed::Secret(value, ..)) => println!("{value}"),

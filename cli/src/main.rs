@@ -1,9 +1,11 @@
-//! `switchboard`: the operator CLI, a gRPC client of the control plane (DESIGN §2).
+//! `switchboard`: the operator CLI, a gRPC client of the control plane (DESIGN §2), and of
+//! data planes for what each keeps (`decisions`).
 //! Exit codes: 0 success, 1 the server refused (its message on stderr), 2 usage errors.
 #![forbid(unsafe_code)]
 
 mod args;
 mod commands;
+mod decisions;
 mod dev;
 mod output;
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             args::Command::Dev(dev) => dev::run(dev).await,
+            args::Command::Decisions(command) => decisions::run(command, cli.output).await,
             _ => commands::run(cli).await,
         }
     });

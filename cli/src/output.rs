@@ -230,6 +230,82 @@ impl Show for pb::Node {
     }
 }
 
+impl Show for pb::RoutingDecision {
+    const HEADERS: &'static [&'static str] = &[
+        "AT",
+        "SOURCE",
+        "OUTCOME",
+        "REASON",
+        "MESSAGE_OR_WORKFLOW",
+        "EXECUTION",
+        "EVENTS",
+    ];
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "at": self.at,
+            "source": self.source,
+            "phone_number_id": self.phone_number_id,
+            "message_id": self.message_id,
+            "from": self.from,
+            "conversation_id": self.conversation_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+            "trigger_id": self.trigger_id,
+            "workflow_id": self.workflow_id,
+            "execution_id": self.execution_id,
+            "superseded": self.superseded,
+            "events": self.events.iter().map(|e| json!({
+                "type": e.r#type,
+                "trigger_id": e.trigger_id,
+                "workflow_id": e.workflow_id,
+                "execution_id": e.execution_id,
+            })).collect::<Vec<_>>(),
+        })
+    }
+    fn row(&self) -> Vec<String> {
+        let reason = match (&self.reason, &self.detail) {
+            (Some(reason), Some(detail)) => format!("{reason} ({detail})"),
+            (reason, _) => opt(reason),
+        };
+        let events: Vec<&str> = self.events.iter().map(|e| e.r#type.as_str()).collect();
+        vec![
+            self.at.clone(),
+            self.source.clone(),
+            self.outcome.clone(),
+            reason,
+            opt(&self.message_id.clone().or_else(|| self.workflow_id.clone())),
+            opt(&self.execution_id),
+            if events.is_empty() {
+                "-".to_owned()
+            } else {
+                events.join(",")
+            },
+        ]
+    }
+}
+
+impl Show for pb::UnroutedUpdate {
+    const HEADERS: &'static [&'static str] = &["AT", "REASON", "PHONE_NUMBER_ID", "DETAIL"];
+    fn json(&self) -> Value {
+        json!({
+            "at": self.at,
+            "reason": self.reason,
+            "phone_number_id": self.phone_number_id,
+            "detail": self.detail,
+        })
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.at.clone(),
+            self.reason.clone(),
+            opt(&self.phone_number_id),
+            opt(&self.detail),
+        ]
+    }
+}
+
 /// Formats rows under headers, each column as wide as its widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

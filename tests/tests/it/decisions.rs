@@ -596,3 +596,76 @@ async fn updates_of_no_project_are_counted_logged_and_listed_by_the_node(
 
     Ok(())
 }
+
+/// `switchboard decisions list|unrouted`: the real binary against a data plane's gRPC port,
+/// JSON and table output, and a wrong token refused with exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_decisions_and_unrouted_updates() -> anyhow::Result<()> {
+    let s = Stack::start(false).await?;
+    let pnid = s.pnid().to_owned();
+    s.post(&text_message(&pnid, "15550108888", "wamid.CLI1", "hi"))
+        .await?;
+    s.post(&text_message(
+        "999000111222444",
+        "15550108888",
+        "wamid.CLI2",
+        "hi",
+    ))
+    .await?;
+    let cli = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(switchboard_tests::binary("switchboard")?);
+        command
+            .args(args)
+            .args(["--data-plane-grpc", &s.dp.grpc_url])
+            .env("SWITCHBOARD_API_KEY", &s.tenant.key)
+            .env("SWITCHBOARD_NODE_TOKEN", switchboard_tests::NODE_TOKEN);
+        anyhow::Ok(command)
+    };
+    let out = cli(&[
+        "-o",
+        "json",
+        "decisions",
+        "list",
+        "--message-id",
+        "wamid.CLI1",
+    ])?
+    .output()
+    .await?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        (
+            &listed[0]["outcome"],
+            &listed[0]["reason"],
+            &listed[0]["from"]
+        ),
+        (&json!("inbox"), &json!("no_trigger"), &json!("15550108888"))
+    );
+    let out = cli(&["decisions", "unrouted"])?.output().await?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("AT"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("number") && l.contains("999000111222444")),
+        "{table}"
+    );
+    let out = cli(&["decisions", "unrouted", "--node-token", "wrong"])?
+        .output()
+        .await?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
+    Ok(())
+}
