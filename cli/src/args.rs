@@ -67,6 +67,130 @@ pub enum Command {
     /// from a data plane (DESIGN §13).
     #[command(subcommand)]
     Decisions(Decisions),
+    /// Sign a Meta-shaped webhook, post it to a data plane and print its answer and the
+    /// routing decisions it made (DESIGN §14). What is not given comes from the credentials
+    /// `switchboard dev` keeps.
+    #[command(subcommand)]
+    Simulate(Simulate),
+}
+
+/// Where a simulated webhook goes, and how it is signed and explained.
+#[derive(Args, Debug)]
+pub struct SimulateTarget {
+    /// The data plane's HTTP address.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATA_PLANE",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub data_plane: String,
+    /// Meta app secret the data plane checks signatures with (its `--meta-app-secret`);
+    /// default: the one in `--dev-dir`.
+    #[arg(long, env = "SWITCHBOARD_META_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// An API key of the number's project, to read the routing decisions; default: the one
+    /// in `--dev-dir`. Without one only the data plane's answer is printed.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub grpc: DataPlaneGrpc,
+    /// Where `switchboard dev` keeps its credentials.
+    #[arg(long, default_value = ".switchboard-dev")]
+    pub dev_dir: std::path::PathBuf,
+}
+
+/// A message's type, as Meta names it.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulatedType {
+    Text,
+    /// A quick-reply button of a template (`button`).
+    Button,
+    /// A reply button of an interactive message (`interactive` / `button_reply`).
+    Interactive,
+    /// An interactive list row (`interactive` / `list_reply`).
+    List,
+    Image,
+    Video,
+    Document,
+    Audio,
+    Sticker,
+}
+
+/// An outbound message's status, as Meta names it.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulatedStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Simulate {
+    /// A customer's message (or `--count` of them in one webhook) to a business number.
+    Message {
+        #[command(flatten)]
+        target: SimulateTarget,
+        /// The business number (Meta's phone_number_id); default: the demo number of
+        /// `switchboard dev`.
+        #[arg(long, default_value = crate::dev::DEMO_PHONE_NUMBER_ID)]
+        phone_number_id: String,
+        /// The customer's WhatsApp number (`wa_id`), with or without `+`.
+        #[arg(long, default_value = "+16505551234")]
+        from: String,
+        #[arg(long = "type", value_enum, default_value_t = SimulatedType::Text)]
+        kind: SimulatedType,
+        /// The text: body of a text, label of a button or reply, caption of a media.
+        #[arg(long, default_value = "Hello")]
+        text: String,
+        /// A button's payload or a reply's id (default: derived from `--text`).
+        #[arg(long)]
+        payload: Option<String>,
+        /// The message's id (`wamid…`); send the same id twice to see a redelivery.
+        /// Default: a fresh one.
+        #[arg(long)]
+        message_id: Option<String>,
+        /// The customer's profile name.
+        #[arg(long, default_value = "Test Customer")]
+        name: String,
+        /// The customer's business-scoped user id (BSUID, e.g. `US.1349120865530274`).
+        #[arg(long)]
+        user_id: Option<String>,
+        /// The customer's WhatsApp username.
+        #[arg(long)]
+        username: Option<String>,
+        /// Messages in the webhook (a batch, ids suffixed `.1`, `.2`, …), 1-100.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// A status (sent, delivered, read, failed) of a message the business sent.
+    Status {
+        #[command(flatten)]
+        target: SimulateTarget,
+        /// The business number (Meta's phone_number_id); default: the demo number.
+        #[arg(long, default_value = crate::dev::DEMO_PHONE_NUMBER_ID)]
+        phone_number_id: String,
+        #[arg(long, value_enum)]
+        status: SimulatedStatus,
+        /// The id (`wamid…`) of the outbound message the status is about.
+        #[arg(long)]
+        message_id: String,
+        /// The customer the message went to (`recipient_id`), with or without `+`.
+        #[arg(long, default_value = "+16505551234")]
+        recipient: String,
+        /// Meta's error code of a failed message.
+        #[arg(long, default_value_t = 131049)]
+        error_code: u32,
+    },
+    /// A webhook body from a file (`-`: standard input), sent as it is unless
+    /// `--phone-number-id` rewrites the number of every change.
+    File {
+        #[command(flatten)]
+        target: SimulateTarget,
+        path: std::path::PathBuf,
+        #[arg(long)]
+        phone_number_id: Option<String>,
+    },
 }
 
 /// Where a data plane's `Executions` gRPC service is.

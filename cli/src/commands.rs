@@ -316,7 +316,7 @@ pub async fn run(cli: args::Cli) -> Result<(), Failure> {
             .revoke_api_key(pb::RevokeApiKeyRequest { api_key_id: key })
             .await?
             .into_inner()),
-        Command::Dev(_) | Command::Decisions(_) => {
+        Command::Dev(_) | Command::Decisions(_) | Command::Simulate(_) => {
             return Err(Failure::Usage("not an admin call".into()));
         }
         Command::Nodes(args::Nodes::List) => many(

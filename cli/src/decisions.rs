@@ -8,7 +8,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::executions_client::ExecutionsClient;
 use tonic::transport::Channel;
 
-async fn connect(url: &str) -> Result<ExecutionsClient<Channel>, Failure> {
+pub(crate) async fn connect(url: &str) -> Result<ExecutionsClient<Channel>, Failure> {
     let endpoint = Channel::from_shared(url.to_owned())
         .map_err(|e| Failure::Usage(format!("--data-plane-grpc: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5));
@@ -22,7 +22,11 @@ async fn connect(url: &str) -> Result<ExecutionsClient<Channel>, Failure> {
 }
 
 /// `request` with the metadata `name: value`.
-fn with<T>(request: T, name: &'static str, value: &str) -> Result<tonic::Request<T>, Failure> {
+pub(crate) fn with<T>(
+    request: T,
+    name: &'static str,
+    value: &str,
+) -> Result<tonic::Request<T>, Failure> {
     let mut request = tonic::Request::new(request);
     let value = value
         .parse()

@@ -12,7 +12,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::wire::TriggerType;
 
 /// Meta phone_number_id and display number of the demo number (DESIGN §2).
-const DEMO_PHONE_NUMBER_ID: &str = "123456789012345";
+pub(crate) const DEMO_PHONE_NUMBER_ID: &str = "123456789012345";
 const DEMO_DISPLAY_NUMBER: &str = "+15550000000";
 const GRPC_LISTEN: &str = "127.0.0.1:50051";
 const HTTP_LISTEN: &str = "127.0.0.1:8080";
@@ -34,6 +34,17 @@ struct Credentials {
     workflow_id: Option<String>,
     #[serde(default)]
     api_key: Option<String>,
+}
+
+/// What other commands (`simulate`) take from a dev directory: its app secret and API key,
+/// when `switchboard dev` has run there. `Ok(None)` when it has not.
+pub(crate) fn stored_credentials(dir: &Path) -> Result<Option<(String, Option<String>)>, Failure> {
+    let path = dir.join("credentials.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let credentials = load_or_create(&path)?;
+    Ok(Some((credentials.meta_app_secret, credentials.api_key)))
 }
 
 fn token() -> String {
@@ -281,6 +292,8 @@ fn print_welcome(c: &Credentials, store: &str) {
          \n\nThen read the execution with the tracking_id it answers:\
          \n  curl -s http://{DATA_PLANE_LISTEN}/platform/v1/workflow_executions/TRACKING_ID \\\
          \n    -H 'Authorization: Bearer {api_key}'\
+         \n\nSend a signed WhatsApp message to the demo number and see what it started:\
+         \n  cargo run --release --bin switchboard -- simulate message --text Hi\
          \n\nTry the catalog from another terminal:\
          \n  export SWITCHBOARD_ADMIN_TOKEN={}\
          \n  cargo run --release --bin switchboard -- triggers list --project {project}\

@@ -1,5 +1,5 @@
 //! `switchboard`: the operator CLI, a gRPC client of the control plane (DESIGN §2), and of
-//! data planes for what each keeps (`decisions`).
+//! data planes for what each keeps (`decisions`) and what they answer Meta (`simulate`).
 //! Exit codes: 0 success, 1 the server refused (its message on stderr), 2 usage errors.
 #![forbid(unsafe_code)]
 
@@ -8,6 +8,7 @@ mod commands;
 mod decisions;
 mod dev;
 mod output;
+mod simulate;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         match cli.command {
             args::Command::Dev(dev) => dev::run(dev).await,
             args::Command::Decisions(command) => decisions::run(command, cli.output).await,
+            args::Command::Simulate(command) => simulate::run(command, cli.output).await,
             _ => commands::run(cli).await,
         }
     });

@@ -50,7 +50,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_openssl_as_used_by_send_webhook() {
+    fn matches_openssl() {
         // printf '{"a":1}' | openssl dgst -sha256 -hmac secret -hex
         assert_eq!(
             sign(b"secret", br#"{"a":1}"#),

@@ -669,3 +669,233 @@ async fn the_cli_reads_decisions_and_unrouted_updates() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
     Ok(())
 }
+
+/// `switchboard simulate` builds, signs and posts webhooks and prints the decisions they made
+/// (DESIGN §14); what it is not given comes from a `switchboard dev` directory.
+#[tokio::test]
+async fn the_cli_simulates_webhooks_and_prints_their_decisions() -> anyhow::Result<()> {
+    let mut s = Stack::start(false).await?;
+    let pnid = s.pnid().to_owned();
+    let pnid = pnid.as_str();
+    let (workflow, trigger) = s
+        .workflow("intake", "inbound_message", Some(pnid), None)
+        .await?;
+    let nowhere = tempfile::tempdir()?;
+    let simulate = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(switchboard_tests::binary("switchboard")?);
+        command
+            .arg("simulate")
+            .args(args)
+            .args(["--data-plane", &s.dp.http_url])
+            .args(["--data-plane-grpc", &s.dp.grpc_url])
+            .env_remove("SWITCHBOARD_API_KEY")
+            .env_remove("SWITCHBOARD_META_APP_SECRET");
+        if !args.contains(&"--dev-dir") {
+            command.arg("--dev-dir").arg(nowhere.path());
+        }
+        anyhow::Ok(command)
+    };
+    let signed = ["--app-secret", switchboard_tests::META_APP_SECRET];
+    let keyed = ["--api-key", s.tenant.key.as_str()];
+    let json_run = |args: Vec<&str>| {
+        let command = simulate(&args);
+        let label = format!("{args:?}");
+        async move {
+            let out = command?.arg("-o").arg("json").output().await?;
+            anyhow::ensure!(
+                out.status.code() == Some(0),
+                "{label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(serde_json::from_slice::<Value>(&out.stdout)?)
+        }
+    };
+    let message = |id: &'static str| {
+        let mut args = vec!["message", "--phone-number-id", pnid, "--message-id", id];
+        args.extend(signed);
+        args.extend(keyed);
+        args
+    };
+
+    // A text message starts the trigger's workflow; the same id again is a redelivery.
+    let first = json_run(message("wamid.SIM1")).await?;
+    assert_eq!(
+        (&first["status"], &first["answer"]["applied"]),
+        (&json!(200), &json!(1)),
+        "{first}"
+    );
+    let d = &first["decisions"][0];
+    assert_eq!(
+        (
+            &d["outcome"],
+            &d["trigger_id"],
+            &d["workflow_id"],
+            &d["message_id"]
+        ),
+        (
+            &json!("started"),
+            &json!(trigger),
+            &json!(workflow),
+            &json!("wamid.SIM1")
+        ),
+        "{first}"
+    );
+    let execution = d["execution_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        s.execution(&execution).await?["routing_decision_id"],
+        d["id"]
+    );
+    let again = json_run(message("wamid.SIM1")).await?;
+    assert_eq!(again["answer"]["duplicates"], 1, "{again}");
+    assert_eq!(again["decisions"][0]["outcome"], "duplicate", "{again}");
+
+    // A batch of interactive replies: one decision each, delivered to the started execution.
+    let mut batch = message("wamid.SIMB");
+    batch.extend(["--type", "interactive", "--text", "Large", "--count", "3"]);
+    let batch = json_run(batch).await?;
+    assert_eq!(batch["answer"]["applied"], 3, "{batch}");
+    let decided = batch["decisions"].as_array().cloned().unwrap_or_default();
+    let mut ids: Vec<&str> = decided
+        .iter()
+        .filter_map(|d| d["message_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["wamid.SIMB.1", "wamid.SIMB.2", "wamid.SIMB.3"],
+        "{batch}"
+    );
+    assert!(
+        decided
+            .iter()
+            .all(|d| d["outcome"] == "delivered" && d["execution_id"] == execution.as_str()),
+        "{batch}"
+    );
+
+    // Every message type and status is accepted as Meta shapes it.
+    for kind in [
+        "text", "button", "list", "image", "video", "document", "audio", "sticker",
+    ] {
+        let mut args = message("x");
+        args.truncate(3);
+        args.extend(["--type", kind, "--text", "a caption"]);
+        args.extend(signed);
+        args.extend(keyed);
+        let out = json_run(args).await?;
+        assert_eq!(out["answer"]["applied"], 1, "{kind}: {out}");
+        assert_eq!(
+            out["decisions"].as_array().map(Vec::len),
+            Some(1),
+            "{kind}: {out}"
+        );
+    }
+    for status in ["sent", "delivered", "read", "failed"] {
+        let mut args = vec!["status", "--phone-number-id", pnid, "--status", status];
+        args.extend(["--message-id", "wamid.OUT1"]);
+        args.extend(signed);
+        args.extend(keyed);
+        let out = json_run(args).await?;
+        assert_eq!(out["status"], 200, "{status}: {out}");
+        let d = &out["decisions"][0];
+        assert_eq!(
+            (&d["source"], &d["message_id"]),
+            (&json!("webhook"), &json!("wamid.OUT1")),
+            "{status}: {out}"
+        );
+    }
+
+    // A file, renumbered to the tenant's number.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/whatsapp/message_image_caption.json");
+    let fixture = fixture.to_string_lossy().into_owned();
+    let mut file = vec!["file", fixture.as_str(), "--phone-number-id", pnid];
+    file.extend(signed);
+    file.extend(keyed);
+    let out = json_run(file).await?;
+    assert_eq!(out["answer"]["applied"], 1, "{out}");
+    assert_eq!(out["decisions"][0]["outcome"], "delivered", "{out}");
+
+    // With a dev directory's credentials, no flag is needed; tables say what happened.
+    let dev = tempfile::tempdir()?;
+    std::fs::write(
+        dev.path().join("credentials.json"),
+        json!({
+            "admin_token": "a", "node_token": "n", "meta_verify_token": "v",
+            "meta_app_secret": switchboard_tests::META_APP_SECRET,
+            "api_key": s.tenant.key,
+        })
+        .to_string(),
+    )?;
+    let dev_dir = dev.path().to_string_lossy().into_owned();
+    let out = simulate(&["message", "--phone-number-id", pnid, "--dev-dir", &dev_dir])?
+        .output()
+        .await?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("-> 200") && table.contains("routing decisions:"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("delivered") && l.contains(&execution)),
+        "{table}"
+    );
+
+    // A number of no project: no decision, and the table says where to look.
+    let mut unknown = vec!["message", "--phone-number-id", "999000111222555"];
+    unknown.extend(signed);
+    unknown.extend(keyed);
+    let out = simulate(&unknown)?.output().await?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("no routing decision") && table.contains("decisions unrouted"),
+        "{table}"
+    );
+
+    // A wrong secret is the data plane's 401; bad flags are usage errors; nothing is sent
+    // without a secret.
+    let out = simulate(&[
+        "message",
+        "--phone-number-id",
+        pnid,
+        "--app-secret",
+        "wrong",
+    ])?
+    .output()
+    .await?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    for bad in [
+        vec!["message", "--from", "12"],
+        vec!["message", "--phone-number-id", "12a"],
+        vec!["message", "--count", "0"],
+        vec!["message", "--user-id", "nope"],
+        vec!["message"],
+    ] {
+        let out = simulate(&bad)?.output().await?;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+    }
+    let total = decisions(&s, &s.tenant.key, "limit=100").await?.len();
+    assert_eq!(
+        total,
+        2 + 3 + 8 + 4 + 1 + 1,
+        "each simulated update decided once"
+    );
+    Ok(())
+}
